@@ -1,0 +1,221 @@
+"""The database tables, as SQLAlchemy 2 models.
+
+Times are stored as timezone-aware UTC (``UtcDateTime``), so that SQLite and PostgreSQL give back
+the same values. The raw bytes of every message sit in ``raw_messages`` and are only ever read and
+written through ``mailbot.store.RawStore``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """An aware datetime in, an aware UTC datetime out, whatever the backend."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UtcDateTime column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UtcDateTime, dict[str, Any]: JSON, list[str]: JSON}
+
+
+class Case(Base):
+    __tablename__ = "cases"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    reporter: Mapped[str] = mapped_column(String(320), index=True)  # address, "" if unknown
+    reporter_name: Mapped[str] = mapped_column(String(200), default="")
+    subject: Mapped[str] = mapped_column(String(300), default="")
+    flags: Mapped[list[str]] = mapped_column(default=list)
+    mentioned_tag: Mapped[str] = mapped_column(String(40), default="")
+    received_at: Mapped[datetime]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    ack_due: Mapped[datetime | None] = mapped_column(index=True)
+    acknowledged_at: Mapped[datetime | None]
+    assessment_due: Mapped[datetime | None] = mapped_column(index=True)
+    assessed_at: Mapped[datetime | None]
+    severity: Mapped[str | None] = mapped_column(String(20))
+    target_date: Mapped[date | None] = mapped_column(Date)
+    resolution_due: Mapped[datetime | None] = mapped_column(index=True)
+    resolved_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
+    close_reason: Mapped[str | None] = mapped_column(String(40))
+    duplicate_of: Mapped[str | None] = mapped_column(String(40))
+    cve: Mapped[list[str]] = mapped_column(default=list)
+    credit: Mapped[str | None] = mapped_column(String(200))
+
+    messages: Mapped[list[Message]] = relationship(
+        back_populates="case", order_by="Message.id", lazy="raise_on_sql"
+    )
+    events: Mapped[list[Event]] = relationship(
+        back_populates="case", order_by="Event.id", lazy="raise_on_sql"
+    )
+
+
+class CaseCounter(Base):
+    """The next case number per prefix and year; a row lock makes ids unique across instances."""
+
+    __tablename__ = "case_counters"
+
+    prefix: Mapped[str] = mapped_column(String(16), primary_key=True)
+    year: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_number: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class RawMessage(Base):
+    __tablename__ = "raw_messages"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    size: Mapped[int]
+    codec: Mapped[str] = mapped_column(String(20))  # how `data` is encoded, e.g. "zlib"
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Message(Base):
+    """One message on a case, inbound (from the mailbox) or outbound (from the outbox)."""
+
+    __tablename__ = "messages"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id"), index=True)
+    direction: Mapped[str] = mapped_column(String(3))  # "in" | "out"
+    kind: Mapped[str] = mapped_column(String(30))
+    dedupe_key: Mapped[str] = mapped_column(String(64), unique=True)
+    message_id: Mapped[str] = mapped_column(String(998), default="", index=True)
+    from_addr: Mapped[str] = mapped_column(String(320), default="")
+    to_addrs: Mapped[list[str]] = mapped_column(default=list)
+    subject: Mapped[str] = mapped_column(String(300), default="")
+    date: Mapped[datetime | None]  # the Date header
+    received_at: Mapped[datetime]  # INTERNALDATE for inbound, enqueue time for outbound
+    folder: Mapped[str] = mapped_column(String(200), default="")
+    uid: Mapped[int | None] = mapped_column(BigInteger)
+    flags: Mapped[list[str]] = mapped_column(default=list)
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)  # attachments, reasons
+    raw_id: Mapped[int | None] = mapped_column(ForeignKey("raw_messages.id"))
+
+    case: Mapped[Case] = relationship(back_populates="messages", lazy="raise_on_sql")
+
+
+class Event(Base):
+    """The audit trail: every transition, command and notable decision on a case."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id"), index=True)
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(320))
+    action: Mapped[str] = mapped_column(String(40))
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    source: Mapped[str] = mapped_column(String(1000), default="")  # "message:<id>" or "cli"
+
+    case: Mapped[Case] = relationship(back_populates="events", lazy="raise_on_sql")
+
+
+class Outbox(Base):
+    """A message waiting to be sent, written in the same transaction as its cause."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_state_next", "state", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    case_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    kind: Mapped[str] = mapped_column(String(30))
+    message_id: Mapped[str] = mapped_column(String(998), unique=True)
+    envelope_from: Mapped[str] = mapped_column(String(320))  # "" = null reverse path
+    recipients: Mapped[list[str]] = mapped_column()
+    first_recipient: Mapped[str] = mapped_column(String(320), index=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    state: Mapped[str] = mapped_column(String(10), default="queued")  # queued|sent|failed
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime]
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+
+
+class Reminder(Base):
+    """One reminder per case, deadline and stage, ever: the unique constraint is the guarantee."""
+
+    __tablename__ = "reminders"
+    __table_args__ = (UniqueConstraint("case_id", "deadline", "stage"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id"))
+    deadline: Mapped[str] = mapped_column(String(20))  # ack | assessment | resolution
+    stage: Mapped[str] = mapped_column(String(20))  # at-risk | overdue
+    due: Mapped[datetime]
+    sent_to: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime]
+
+
+class MailboxCursor(Base):
+    __tablename__ = "mailbox_cursors"
+
+    folder: Mapped[str] = mapped_column(String(200), primary_key=True)
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    last_uid: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime]
+
+
+class InboundFailure(Base):
+    """A message that failed processing; quarantined after three tries."""
+
+    __tablename__ = "inbound_failures"
+    __table_args__ = (UniqueConstraint("folder", "uidvalidity", "uid"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    folder: Mapped[str] = mapped_column(String(200))
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    uid: Mapped[int] = mapped_column(BigInteger)
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    quarantined: Mapped[bool] = mapped_column(default=False)
+    raw_id: Mapped[int | None] = mapped_column(ForeignKey("raw_messages.id"))
+    updated_at: Mapped[datetime]
+
+
+class Meta(Base):
+    """Small instance-wide values, such as the generated token key when none is configured."""
+
+    __tablename__ = "meta"
+
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)

@@ -1,0 +1,477 @@
+"""The TOML config file, parsed once into frozen, typed settings.
+
+This module is the only reader of the file. Every check names the key and what was expected, so an
+operator with a typo sees ``policy.timezone: expected an IANA timezone such as "Europe/Amsterdam"``
+instead of a traceback. Tests build the settings objects directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, time
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from mailbot.errors import ConfigError
+
+log = logging.getLogger("mailbot.config")
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+SECURITY_MODES = ("tls", "starttls", "none")
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MailboxSettings:
+    host: str
+    port: int = 993
+    security: str = "tls"
+    username: str
+    password: str = field(default="", repr=False)
+    folder: str = "INBOX"
+    sent_folder: str = "Sent"
+    idle: bool = True
+    poll_seconds: int = 60
+    batch_size: int = 100
+    timeout_seconds: int = 30
+    verify_tls: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class SmtpSettings:
+    host: str
+    port: int = 587
+    security: str = "starttls"
+    username: str = ""
+    password: str = field(default="", repr=False)
+    from_address: str  # the TOML key is "from"
+    timeout_seconds: int = 30
+    verify_tls: bool = True
+
+    @property
+    def from_addr_spec(self) -> str:
+        """The bare address of ``from``, lower-cased: ``security@example.com``."""
+        return parseaddr(self.from_address)[1].lower()
+
+
+@dataclass(frozen=True, kw_only=True)
+class DatabaseSettings:
+    url: str = "sqlite:///mailbot.db"
+
+
+@dataclass(frozen=True, kw_only=True)
+class TeamSettings:
+    addresses: tuple[str, ...] = ()
+    domains: tuple[str, ...] = ()
+    authserv_id: str = ""
+    trust_unauthenticated: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class PolicySettings:
+    case_prefix: str = "SEC"
+    timezone: str = "UTC"
+    workdays: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri")
+    holidays: tuple[date, ...] = ()
+    holiday_country: str = ""
+    ack_business_days: int = 3
+    assessment_business_days: int = 7
+    at_risk_business_days: int = 1
+    business_hours: tuple[time, time] = (time(9, 0), time(17, 0))
+    receipts_per_sender_per_day: int = 5
+    max_message_bytes: int = 26_214_400
+    digest_time: time | None = None  # daily on-call digest; None = off
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+@dataclass(frozen=True, kw_only=True)
+class OncallSettings:
+    addresses: tuple[str, ...] = ()
+    rotation: tuple[str, ...] = ()
+    rotation_start: date | None = None
+    rotation_days: int = 7
+
+
+@dataclass(frozen=True, kw_only=True)
+class SecretsSettings:
+    token_key: bytes = field(default=b"", repr=False)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TemplateSettings:
+    directory: str = ""  # a folder whose files override the built-in templates
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    mailbox: MailboxSettings
+    smtp: SmtpSettings
+    database: DatabaseSettings = DatabaseSettings()
+    team: TeamSettings = TeamSettings()
+    policy: PolicySettings = PolicySettings()
+    oncall: OncallSettings = OncallSettings()
+    secrets: SecretsSettings = SecretsSettings()
+    templates: TemplateSettings = TemplateSettings()
+    source: str = ""  # the file these settings came from, for messages
+
+    @property
+    def own_address(self) -> str:
+        return self.smtp.from_addr_spec
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading the file
+
+
+def load_settings(path: str | Path, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate a config file; raise ConfigError naming the first bad key."""
+    env = os.environ if environ is None else environ
+    p = Path(path)
+    try:
+        text = p.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError("config", f"a readable TOML file at {str(p)!r}") from None
+    except OSError as exc:
+        raise ConfigError("config", f"a readable TOML file ({exc.strerror})", str(p)) from None
+    try:
+        data = tomllib.loads(text.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError("config", f"valid TOML ({exc})") from None
+    return settings_from_mapping(data, environ=env, base_dir=p.parent, source=str(p))
+
+
+_KNOWN: dict[str, set[str]] = {
+    "mailbox": {
+        "host", "port", "security", "username", "password", "password_env", "password_file",
+        "folder", "sent_folder", "idle", "poll_seconds", "batch_size", "timeout_seconds",
+        "verify_tls",
+    },
+    "smtp": {
+        "host", "port", "security", "username", "password", "password_env", "password_file",
+        "from", "timeout_seconds", "verify_tls",
+    },
+    "database": {"url"},
+    "team": {"addresses", "domains", "authserv_id", "trust_unauthenticated"},
+    "policy": {
+        "case_prefix", "timezone", "workdays", "holidays", "holiday_country",
+        "ack_business_days", "assessment_business_days", "at_risk_business_days",
+        "business_hours", "receipts_per_sender_per_day", "max_message_bytes", "digest_time",
+    },
+    "oncall": {"addresses", "rotation", "rotation_start", "rotation_days"},
+    "secrets": {"token_key", "token_key_env", "token_key_file"},
+    "templates": {"directory"},
+}
+
+
+def settings_from_mapping(
+    data: Mapping[str, Any],
+    *,
+    environ: Mapping[str, str] | None = None,
+    base_dir: Path | None = None,
+    source: str = "",
+) -> Settings:
+    """Validate an already-parsed TOML document."""
+    env = os.environ if environ is None else environ
+    base = base_dir or Path.cwd()
+    for section, value in data.items():
+        if section not in _KNOWN:
+            raise ConfigError(section, f"one of the sections {sorted(_KNOWN)}")
+        if not isinstance(value, dict):
+            raise ConfigError(section, "a table ([section])", value)
+        for key in value:
+            if key not in _KNOWN[section]:
+                raise ConfigError(f"{section}.{key}", f"one of the keys {sorted(_KNOWN[section])}")
+    r = _Reader(data, env, base)
+    return Settings(
+        mailbox=_mailbox(r),
+        smtp=_smtp(r),
+        database=DatabaseSettings(url=r.str("database.url", "sqlite:///mailbot.db")),
+        team=_team(r),
+        policy=_policy(r),
+        oncall=_oncall(r),
+        secrets=_secrets(r),
+        templates=TemplateSettings(directory=r.str("templates.directory", "")),
+        source=source,
+    )
+
+
+def _mailbox(r: _Reader) -> MailboxSettings:
+    host = r.str("mailbox.host")
+    security = r.choice("mailbox.security", SECURITY_MODES, "tls")
+    _check_plain_is_loopback("mailbox", host, security)
+    return MailboxSettings(
+        host=host,
+        port=r.port("mailbox.port", 993),
+        security=security,
+        username=r.str("mailbox.username"),
+        password=r.secret("mailbox"),
+        folder=r.str("mailbox.folder", "INBOX"),
+        sent_folder=r.str("mailbox.sent_folder", "Sent", allow_empty=True),
+        idle=r.bool("mailbox.idle", True),
+        poll_seconds=r.int("mailbox.poll_seconds", 60, minimum=1),
+        batch_size=r.int("mailbox.batch_size", 100, minimum=1),
+        timeout_seconds=r.int("mailbox.timeout_seconds", 30, minimum=1),
+        verify_tls=r.bool("mailbox.verify_tls", True),
+    )
+
+
+def _smtp(r: _Reader) -> SmtpSettings:
+    host = r.str("smtp.host")
+    security = r.choice("smtp.security", SECURITY_MODES, "starttls")
+    _check_plain_is_loopback("smtp", host, security)
+    sender = r.str("smtp.from")
+    name, addr = parseaddr(sender)
+    if "@" not in addr:
+        raise ConfigError("smtp.from", 'an address such as "Security Team <security@example.com>"',
+                          sender)
+    return SmtpSettings(
+        host=host,
+        port=r.port("smtp.port", 587),
+        security=security,
+        username=r.str("smtp.username", "", allow_empty=True),
+        password=r.secret("smtp", required=False),
+        from_address=sender,
+        timeout_seconds=r.int("smtp.timeout_seconds", 30, minimum=1),
+        verify_tls=r.bool("smtp.verify_tls", True),
+    )
+
+
+def _team(r: _Reader) -> TeamSettings:
+    return TeamSettings(
+        addresses=tuple(a.lower() for a in r.addresses("team.addresses")),
+        domains=tuple(d.lower().lstrip("@") for d in r.str_list("team.domains")),
+        authserv_id=r.str("team.authserv_id", "", allow_empty=True),
+        trust_unauthenticated=r.bool("team.trust_unauthenticated", False),
+    )
+
+
+_PREFIX = re.compile(r"^[A-Z][A-Z0-9]{0,15}$")
+
+
+def _policy(r: _Reader) -> PolicySettings:
+    prefix = r.str("policy.case_prefix", "SEC")
+    if not _PREFIX.match(prefix):
+        raise ConfigError("policy.case_prefix", "1-16 upper-case letters or digits, such as SEC",
+                          prefix)
+    tz = r.str("policy.timezone", "UTC")
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError("policy.timezone", 'an IANA timezone such as "Europe/Amsterdam"',
+                          tz) from None
+    workdays = tuple(w.lower() for w in r.str_list("policy.workdays",
+                                                    ["mon", "tue", "wed", "thu", "fri"]))
+    for w in workdays:
+        if w not in WEEKDAYS:
+            raise ConfigError("policy.workdays", f"day names from {list(WEEKDAYS)}", w)
+    if not workdays:
+        raise ConfigError("policy.workdays", "at least one working day", [])
+    country = r.str("policy.holiday_country", "", allow_empty=True).upper()
+    if country:
+        import holidays
+
+        if country not in holidays.list_supported_countries():
+            raise ConfigError("policy.holiday_country",
+                              'an ISO 3166 country code that the holidays package knows, such as "NL"',
+                              country)
+    digest = r.str("policy.digest_time", "", allow_empty=True)
+    return PolicySettings(
+        case_prefix=prefix,
+        timezone=tz,
+        workdays=workdays,
+        holidays=tuple(r.date_list("policy.holidays")),
+        holiday_country=country,
+        ack_business_days=r.int("policy.ack_business_days", 3, minimum=1),
+        assessment_business_days=r.int("policy.assessment_business_days", 7, minimum=1),
+        at_risk_business_days=r.int("policy.at_risk_business_days", 1, minimum=0),
+        business_hours=_hours(r.str("policy.business_hours", "09:00-17:00")),
+        receipts_per_sender_per_day=r.int("policy.receipts_per_sender_per_day", 5, minimum=0),
+        max_message_bytes=r.int("policy.max_message_bytes", 26_214_400, minimum=1024),
+        digest_time=_clock_time("policy.digest_time", digest) if digest else None,
+    )
+
+
+def _hours(value: str) -> tuple[time, time]:
+    start, sep, end = value.partition("-")
+    if not sep:
+        raise ConfigError("policy.business_hours", 'a range such as "09:00-17:00"', value)
+    a = _clock_time("policy.business_hours", start.strip())
+    b = _clock_time("policy.business_hours", end.strip())
+    if not a < b:
+        raise ConfigError("policy.business_hours", "a start before the end", value)
+    return a, b
+
+
+def _clock_time(key: str, value: str) -> time:
+    try:
+        return time.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(key, 'a time of day such as "09:00"', value) from None
+
+
+def _oncall(r: _Reader) -> OncallSettings:
+    addresses = tuple(r.addresses("oncall.addresses"))
+    rotation = tuple(r.addresses("oncall.rotation"))
+    start_raw = r.raw("oncall.rotation_start")
+    start: date | None = None
+    if start_raw not in (None, ""):
+        start = _as_date("oncall.rotation_start", start_raw)
+    if rotation and start is None:
+        raise ConfigError("oncall.rotation_start", "a date (YYYY-MM-DD) when a rotation is set")
+    return OncallSettings(
+        addresses=addresses,
+        rotation=rotation,
+        rotation_start=start,
+        rotation_days=r.int("oncall.rotation_days", 7, minimum=1),
+    )
+
+
+def _secrets(r: _Reader) -> SecretsSettings:
+    key = r.secret("secrets", required=False, prefix="token_key")
+    return SecretsSettings(token_key=key.encode("utf-8"))
+
+
+def _check_plain_is_loopback(section: str, host: str, security: str) -> None:
+    if security == "none" and host not in LOOPBACK_HOSTS:
+        raise ConfigError(f"{section}.security",
+                          '"tls" or "starttls" for a host other than loopback '
+                          "(plain text would expose the password)", security)
+
+
+def _as_date(key: str, value: object) -> date:
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise ConfigError(key, "a date such as 2026-12-25", value)
+
+
+class _Reader:
+    """Typed access to dotted keys, with errors that name the key."""
+
+    def __init__(self, data: Mapping[str, Any], env: Mapping[str, str], base: Path) -> None:
+        self._data = data
+        self._env = env
+        self._base = base
+
+    def raw(self, key: str) -> Any:
+        section, _, name = key.partition(".")
+        return self._data.get(section, {}).get(name)
+
+    def str(self, key: str, default: str | None = None, *, allow_empty: bool = False) -> str:
+        value = self.raw(key)
+        if value is None:
+            if default is None:
+                raise ConfigError(key, "a value (the key is required)")
+            return default
+        if not isinstance(value, str):
+            raise ConfigError(key, "a string", value)
+        if not value.strip() and not allow_empty:
+            raise ConfigError(key, "a non-empty string", value)
+        return value.strip()
+
+    def int(self, key: str, default: int, *, minimum: int | None = None) -> int:
+        value = self.raw(key)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(key, "a whole number", value)
+        if minimum is not None and value < minimum:
+            raise ConfigError(key, f"a whole number of at least {minimum}", value)
+        return value
+
+    def port(self, key: str, default: int) -> int:
+        value = self.int(key, default, minimum=1)
+        if value > 65535:
+            raise ConfigError(key, "a port number between 1 and 65535", value)
+        return value
+
+    def bool(self, key: str, default: bool) -> bool:
+        value = self.raw(key)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise ConfigError(key, "true or false", value)
+        return value
+
+    def choice(self, key: str, choices: tuple[str, ...], default: str) -> str:
+        value = self.str(key, default).lower()
+        if value not in choices:
+            raise ConfigError(key, "one of " + ", ".join(choices), value)
+        return value
+
+    def str_list(self, key: str, default: list[str] | None = None) -> list[str]:
+        value = self.raw(key)
+        if value is None:
+            return list(default or [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(key, "a list of strings", value)
+        return [v.strip() for v in value if v.strip()]
+
+    def addresses(self, key: str) -> list[str]:
+        out = []
+        for value in self.str_list(key):
+            name, addr = parseaddr(value)
+            if "@" not in addr or addr.count("@") != 1:
+                raise ConfigError(key, "email addresses such as alice@example.com", value)
+            out.append(addr)
+        return out
+
+    def date_list(self, key: str) -> list[date]:
+        value = self.raw(key)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise ConfigError(key, "a list of dates such as [\"2026-12-25\"]", value)
+        return [_as_date(key, v) for v in value]
+
+    def secret(self, section: str, *, required: bool = True, prefix: str = "password") -> str:
+        """``<prefix>_env`` names a variable, ``<prefix>_file`` a file, ``<prefix>`` is inline."""
+        env_name = self.raw(f"{section}.{prefix}_env")
+        file_name = self.raw(f"{section}.{prefix}_file")
+        inline = self.raw(f"{section}.{prefix}")
+        if env_name:
+            if not isinstance(env_name, str):
+                raise ConfigError(f"{section}.{prefix}_env", "the name of an environment variable",
+                                  env_name)
+            if env_name in self._env:
+                return self._env[env_name]
+            if required or not (file_name or inline):
+                if required:
+                    raise ConfigError(f"{section}.{prefix}_env",
+                                      f"the environment variable {env_name} to be set")
+                return ""
+        if file_name:
+            if not isinstance(file_name, str):
+                raise ConfigError(f"{section}.{prefix}_file", "a path to a file", file_name)
+            path = Path(file_name)
+            if not path.is_absolute():
+                path = self._base / path
+            try:
+                return path.read_text("utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(f"{section}.{prefix}_file",
+                                  f"a readable file ({exc.strerror})", file_name) from None
+        if inline is not None:
+            if not isinstance(inline, str):
+                raise ConfigError(f"{section}.{prefix}", "a string", "<hidden>")
+            log.warning("%s.%s is set in the config file itself; prefer %s_env or %s_file",
+                        section, prefix, prefix, prefix)
+            return inline
+        if required:
+            raise ConfigError(f"{section}.{prefix}_env",
+                              f"one of {prefix}_env, {prefix}_file or {prefix} to be set")
+        return ""

@@ -1,0 +1,75 @@
+"""The exception tree of mailbot.
+
+    MailbotError
+    ├── ConfigError            a config key is missing or has a bad value (names the key)
+    ├── UsageError             bad CLI input, an unknown case id, a transition that cannot apply
+    ├── InstanceLockedError    another mailbot already serves this database or mailbox
+    ├── TemporaryError         try again later; nothing is lost
+    │   ├── MailboxUnavailable     IMAP connection, login or command failed
+    │   ├── SmtpTemporaryError     SMTP 4xx, timeout, connection refused
+    │   └── DatabaseUnavailable    the database could not be reached
+    └── PermanentError         retrying will not help
+        └── SmtpPermanentError     SMTP 5xx
+
+Library errors are translated at the edge that calls the library (``raise X(...) from exc``), so the
+core only ever sees these classes and can tell temporary failures from permanent ones.
+"""
+
+from __future__ import annotations
+
+
+class MailbotError(Exception):
+    """Base class of every error mailbot raises on purpose."""
+
+
+class ConfigError(MailbotError):
+    """A configuration key is missing or has a value of the wrong shape."""
+
+    def __init__(self, key: str, expected: str, got: object = None) -> None:
+        self.key = key
+        self.expected = expected
+        self.got = got
+        detail = f"{key}: expected {expected}"
+        if got is not None:
+            detail += f", got {got!r}"
+        super().__init__(detail)
+
+
+class UsageError(MailbotError):
+    """The operator asked for something that cannot be done (bad argument, unknown case id)."""
+
+
+class InstanceLockedError(MailbotError):
+    """Another mailbot instance holds the lock this one needs."""
+
+
+class TemporaryError(MailbotError):
+    """A failure that may go away on its own; the work is retried later."""
+
+
+class MailboxUnavailable(TemporaryError):
+    """The IMAP server could not be reached, refused the login or failed a command."""
+
+
+class SmtpTemporaryError(TemporaryError):
+    """The SMTP server answered 4xx, timed out or could not be reached."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class DatabaseUnavailable(TemporaryError):
+    """The database could not be reached."""
+
+
+class PermanentError(MailbotError):
+    """A failure that retrying will not fix."""
+
+
+class SmtpPermanentError(PermanentError):
+    """The SMTP server rejected a message or recipient with 5xx."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
