@@ -195,41 +195,41 @@ def settings_from_mapping(
     return Settings(
         mailbox=_mailbox(r),
         smtp=_smtp(r),
-        database=DatabaseSettings(url=r.str("database.url", "sqlite:///mailbot.db")),
+        database=DatabaseSettings(url=r.text("database.url", "sqlite:///mailbot.db")),
         team=_team(r),
         policy=_policy(r),
         oncall=_oncall(r),
         secrets=_secrets(r),
-        templates=TemplateSettings(directory=r.str("templates.directory", "")),
+        templates=TemplateSettings(directory=r.text("templates.directory", "")),
         source=source,
     )
 
 
 def _mailbox(r: _Reader) -> MailboxSettings:
-    host = r.str("mailbox.host")
+    host = r.text("mailbox.host")
     security = r.choice("mailbox.security", SECURITY_MODES, "tls")
     _check_plain_is_loopback("mailbox", host, security)
     return MailboxSettings(
         host=host,
         port=r.port("mailbox.port", 993),
         security=security,
-        username=r.str("mailbox.username"),
+        username=r.text("mailbox.username"),
         password=r.secret("mailbox"),
-        folder=r.str("mailbox.folder", "INBOX"),
-        sent_folder=r.str("mailbox.sent_folder", "Sent", allow_empty=True),
-        idle=r.bool("mailbox.idle", True),
-        poll_seconds=r.int("mailbox.poll_seconds", 60, minimum=1),
-        batch_size=r.int("mailbox.batch_size", 100, minimum=1),
-        timeout_seconds=r.int("mailbox.timeout_seconds", 30, minimum=1),
-        verify_tls=r.bool("mailbox.verify_tls", True),
+        folder=r.text("mailbox.folder", "INBOX"),
+        sent_folder=r.text("mailbox.sent_folder", "Sent", allow_empty=True),
+        idle=r.boolean("mailbox.idle", True),
+        poll_seconds=r.integer("mailbox.poll_seconds", 60, minimum=1),
+        batch_size=r.integer("mailbox.batch_size", 100, minimum=1),
+        timeout_seconds=r.integer("mailbox.timeout_seconds", 30, minimum=1),
+        verify_tls=r.boolean("mailbox.verify_tls", True),
     )
 
 
 def _smtp(r: _Reader) -> SmtpSettings:
-    host = r.str("smtp.host")
+    host = r.text("smtp.host")
     security = r.choice("smtp.security", SECURITY_MODES, "starttls")
     _check_plain_is_loopback("smtp", host, security)
-    sender = r.str("smtp.from")
+    sender = r.text("smtp.from")
     name, addr = parseaddr(sender)
     if "@" not in addr:
         raise ConfigError("smtp.from", 'an address such as "Security Team <security@example.com>"',
@@ -238,11 +238,11 @@ def _smtp(r: _Reader) -> SmtpSettings:
         host=host,
         port=r.port("smtp.port", 587),
         security=security,
-        username=r.str("smtp.username", "", allow_empty=True),
+        username=r.text("smtp.username", "", allow_empty=True),
         password=r.secret("smtp", required=False),
         from_address=sender,
-        timeout_seconds=r.int("smtp.timeout_seconds", 30, minimum=1),
-        verify_tls=r.bool("smtp.verify_tls", True),
+        timeout_seconds=r.integer("smtp.timeout_seconds", 30, minimum=1),
+        verify_tls=r.boolean("smtp.verify_tls", True),
     )
 
 
@@ -250,8 +250,8 @@ def _team(r: _Reader) -> TeamSettings:
     return TeamSettings(
         addresses=tuple(a.lower() for a in r.addresses("team.addresses")),
         domains=tuple(d.lower().lstrip("@") for d in r.str_list("team.domains")),
-        authserv_id=r.str("team.authserv_id", "", allow_empty=True),
-        trust_unauthenticated=r.bool("team.trust_unauthenticated", False),
+        authserv_id=r.text("team.authserv_id", "", allow_empty=True),
+        trust_unauthenticated=r.boolean("team.trust_unauthenticated", False),
     )
 
 
@@ -259,11 +259,11 @@ _PREFIX = re.compile(r"^[A-Z][A-Z0-9]{0,15}$")
 
 
 def _policy(r: _Reader) -> PolicySettings:
-    prefix = r.str("policy.case_prefix", "SEC")
+    prefix = r.text("policy.case_prefix", "SEC")
     if not _PREFIX.match(prefix):
         raise ConfigError("policy.case_prefix", "1-16 upper-case letters or digits, such as SEC",
                           prefix)
-    tz = r.str("policy.timezone", "UTC")
+    tz = r.text("policy.timezone", "UTC")
     try:
         ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError):
@@ -276,7 +276,7 @@ def _policy(r: _Reader) -> PolicySettings:
             raise ConfigError("policy.workdays", f"day names from {list(WEEKDAYS)}", w)
     if not workdays:
         raise ConfigError("policy.workdays", "at least one working day", [])
-    country = r.str("policy.holiday_country", "", allow_empty=True).upper()
+    country = r.text("policy.holiday_country", "", allow_empty=True).upper()
     if country:
         import holidays
 
@@ -284,19 +284,19 @@ def _policy(r: _Reader) -> PolicySettings:
             raise ConfigError("policy.holiday_country",
                               'an ISO 3166 country code that the holidays package knows, such as "NL"',
                               country)
-    digest = r.str("policy.digest_time", "", allow_empty=True)
+    digest = r.text("policy.digest_time", "", allow_empty=True)
     return PolicySettings(
         case_prefix=prefix,
         timezone=tz,
         workdays=workdays,
         holidays=tuple(r.date_list("policy.holidays")),
         holiday_country=country,
-        ack_business_days=r.int("policy.ack_business_days", 3, minimum=1),
-        assessment_business_days=r.int("policy.assessment_business_days", 7, minimum=1),
-        at_risk_business_days=r.int("policy.at_risk_business_days", 1, minimum=0),
-        business_hours=_hours(r.str("policy.business_hours", "09:00-17:00")),
-        receipts_per_sender_per_day=r.int("policy.receipts_per_sender_per_day", 5, minimum=0),
-        max_message_bytes=r.int("policy.max_message_bytes", 26_214_400, minimum=1024),
+        ack_business_days=r.integer("policy.ack_business_days", 3, minimum=1),
+        assessment_business_days=r.integer("policy.assessment_business_days", 7, minimum=1),
+        at_risk_business_days=r.integer("policy.at_risk_business_days", 1, minimum=0),
+        business_hours=_hours(r.text("policy.business_hours", "09:00-17:00")),
+        receipts_per_sender_per_day=r.integer("policy.receipts_per_sender_per_day", 5, minimum=0),
+        max_message_bytes=r.integer("policy.max_message_bytes", 26_214_400, minimum=1024),
         digest_time=_clock_time("policy.digest_time", digest) if digest else None,
     )
 
@@ -332,7 +332,7 @@ def _oncall(r: _Reader) -> OncallSettings:
         addresses=addresses,
         rotation=rotation,
         rotation_start=start,
-        rotation_days=r.int("oncall.rotation_days", 7, minimum=1),
+        rotation_days=r.integer("oncall.rotation_days", 7, minimum=1),
     )
 
 
@@ -371,7 +371,7 @@ class _Reader:
         section, _, name = key.partition(".")
         return self._data.get(section, {}).get(name)
 
-    def str(self, key: str, default: str | None = None, *, allow_empty: bool = False) -> str:
+    def text(self, key: str, default: str | None = None, *, allow_empty: bool = False) -> str:
         value = self.raw(key)
         if value is None:
             if default is None:
@@ -383,7 +383,7 @@ class _Reader:
             raise ConfigError(key, "a non-empty string", value)
         return value.strip()
 
-    def int(self, key: str, default: int, *, minimum: int | None = None) -> int:
+    def integer(self, key: str, default: int, *, minimum: int | None = None) -> int:
         value = self.raw(key)
         if value is None:
             return default
@@ -394,12 +394,12 @@ class _Reader:
         return value
 
     def port(self, key: str, default: int) -> int:
-        value = self.int(key, default, minimum=1)
+        value = self.integer(key, default, minimum=1)
         if value > 65535:
             raise ConfigError(key, "a port number between 1 and 65535", value)
         return value
 
-    def bool(self, key: str, default: bool) -> bool:
+    def boolean(self, key: str, default: bool) -> bool:
         value = self.raw(key)
         if value is None:
             return default
@@ -408,7 +408,7 @@ class _Reader:
         return value
 
     def choice(self, key: str, choices: tuple[str, ...], default: str) -> str:
-        value = self.str(key, default).lower()
+        value = self.text(key, default).lower()
         if value not in choices:
             raise ConfigError(key, "one of " + ", ".join(choices), value)
         return value

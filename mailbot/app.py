@@ -1,0 +1,191 @@
+"""Wiring: builds the edges from the settings and runs the jobs.
+
+Concurrency model: the daemon is one asyncio loop. Blocking work (imapclient, and intake, which
+writes to the database) runs in worker threads through ``asyncio.to_thread``; SMTP is native
+asyncio. The jobs are APScheduler jobs on that loop:
+
+- ``mailbox``: read what is new in every watched folder (the safety-net poll every
+  ``poll_seconds``; an IDLE watcher thread wakes it at once when the server announces mail);
+- ``outbox``: send what is queued (also woken right after intake queued something);
+- ``deadlines``: the deadline watch, every minute.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from mailbot.cases.models import Meta, Outbox
+from mailbot.clock import Clock, SystemClock
+from mailbot.config import Settings
+from mailbot.deadlines.calendar import BusinessCalendar
+from mailbot.deadlines.oncall import oncall_at
+from mailbot.errors import MailboxUnavailable, TemporaryError
+from mailbot.intake.pipeline import Intake
+from mailbot.intake.runner import MailboxRunner, PassReport
+from mailbot.mail.imap import ImapMailbox
+from mailbot.mail.message import FetchedMessage
+from mailbot.mail.smtp import SmtpTransport, Transport
+from mailbot.outbox import DrainReport, drain, enqueue
+from mailbot.outgoing import Writer, alert
+from mailbot.store import CompressedRawStore, Database, LeaderLock
+from mailbot.templates import Templates
+
+log = logging.getLogger("mailbot.app")
+
+
+@dataclass
+class CycleReport:
+    intake: PassReport
+    outbox: DrainReport
+    reminders: int
+
+
+class App:
+    """One mailbot: its database, its mailbox, its transport and the jobs that tie them."""
+
+    def __init__(self, settings: Settings, *, clock: Clock | None = None,
+                 transport: Transport | None = None) -> None:
+        self.settings = settings
+        self.clock: Clock = clock or SystemClock()
+        self.db = Database(settings.database.url)
+        self.calendar = BusinessCalendar.from_policy(settings.policy)
+        self.templates = Templates(settings.templates.directory or None)
+        self.transport: Transport = transport or SmtpTransport(settings.smtp)
+        self.leader = LeaderLock(self.db, f"mailbox:{settings.mailbox.username}@"
+                                          f"{settings.mailbox.host}")
+        self._writer: Writer | None = None
+        self._mailbox: ImapMailbox | None = None
+
+    # -- building blocks ---------------------------------------------------------------------
+
+    @property
+    def writer(self) -> Writer:
+        if self._writer is None:
+            self._writer = Writer(settings=self.settings, templates=self.templates,
+                                  calendar=self.calendar, token_key=self._token_key())
+        return self._writer
+
+    def _token_key(self) -> bytes:
+        """The configured key, or one generated once and kept in the database."""
+        if self.settings.secrets.token_key:
+            return self.settings.secrets.token_key
+        with self.db.session() as session:
+            row = session.get(Meta, "token_key")
+            if row is None:
+                row = Meta(key="token_key", value=secrets.token_hex(32))
+                session.add(row)
+            return row.value.encode()
+
+    @property
+    def intake(self) -> Intake:
+        return Intake(settings=self.settings, calendar=self.calendar, writer=self.writer,
+                      raw_store=CompressedRawStore(), clock=self.clock)
+
+    def oncall_now(self) -> list[str]:
+        people = oncall_at(self.settings.oncall, self.clock.now(), self.calendar.tz)
+        return people or list(self.settings.team.addresses)
+
+    def tell_team(self, session: Session, *, what: str, case_id: str | None,
+                  details: Mapping[str, Any], cause: str) -> None:
+        """Queue an alert to whoever is on call (or the team), in the caller's transaction."""
+        now = self.clock.now()
+        mail = alert(self.writer, recipients=self.oncall_now(), case_id=case_id, what=what,
+                     details=details, cause=cause, now=now)
+        if mail is None:
+            log.error("nobody to tell (no on-call, no team addresses): %s", what)
+            return
+        enqueue(session, mail, now)
+
+    def _on_quarantine(self, session: Session, fetched: FetchedMessage, error: str) -> None:
+        self.tell_team(session, what="A message could not be processed and was quarantined",
+                       case_id=None,
+                       details={"folder": fetched.folder, "uid": fetched.uid, "error": error},
+                       cause=f"quarantine:{fetched.folder}:{fetched.uidvalidity}:{fetched.uid}")
+
+    def _on_send_failure(self, session: Session, row: Outbox, error: str) -> None:
+        self.tell_team(session, what=f"A {row.kind} could not be delivered", case_id=row.case_id,
+                       details={"to": ", ".join(row.recipients), "error": error},
+                       cause=f"send-failed:{row.message_id}")
+
+    # -- the three jobs, each usable alone ---------------------------------------------------
+
+    def read_mailbox(self) -> PassReport:
+        """Blocking: one pass over every watched folder (when this instance is the reader)."""
+        if not self.leader.try_acquire():
+            log.debug("another instance reads the mailbox")
+            return PassReport()
+        if self._mailbox is None:
+            mailbox = ImapMailbox(self.settings.mailbox)
+            mailbox.connect()
+            self._mailbox = mailbox
+        runner = MailboxRunner(self.db, self._mailbox, self.intake, self._on_quarantine,
+                               batch_size=self.settings.mailbox.batch_size)
+        try:
+            return runner.run_pass()
+        except MailboxUnavailable:
+            self.close_mailbox()
+            raise
+
+    def close_mailbox(self) -> None:
+        if self._mailbox is not None:
+            try:
+                self._mailbox.close()
+            except Exception:  # closing a broken connection may fail too; it is gone either way
+                log.debug("closing the mailbox failed", exc_info=True)
+            self._mailbox = None
+
+    async def drain_outbox(self, *, ignore_backoff: bool = False) -> DrainReport:
+        return await drain(self.db, self.transport, self.clock, on_failure=self._on_send_failure,
+                           ignore_backoff=ignore_backoff)
+
+    def watch_deadlines(self, now: datetime | None = None) -> int:
+        """Queue the reminders and escalations that are due; returns how many."""
+        from mailbot.deadlines.watch import watch
+
+        return watch(self, now or self.clock.now())
+
+    # -- run --once and run --------------------------------------------------------------------
+
+    async def run_once(self) -> CycleReport:
+        """All new mail, every queued message tried once (backoff ignored), the deadline watch."""
+        intake = await asyncio.to_thread(self.read_mailbox)
+        self.close_mailbox()
+        reminders = self.watch_deadlines()
+        outbox = await self.drain_outbox(ignore_backoff=True)
+        return CycleReport(intake=intake, outbox=outbox, reminders=reminders)
+
+    async def run_forever(self, stop: asyncio.Event) -> None:
+        from mailbot.daemon import Daemon
+
+        await Daemon(self).run(stop)
+
+    def close(self) -> None:
+        self.close_mailbox()
+        self.leader.release()
+        self.db.dispose()
+
+
+def idle_watch(app: App, stop: threading.Event, on_news: Any) -> None:
+    """Blocking: keep an IDLE connection on the inbox and call ``on_news`` when mail arrives."""
+    settings = app.settings.mailbox
+    delay = 1.0
+    while not stop.is_set():
+        try:
+            with ImapMailbox(settings) as mailbox:
+                delay = 1.0
+                while not stop.is_set():
+                    if mailbox.wait_for_news(settings.folder, settings.poll_seconds, stop=stop):
+                        on_news()
+        except TemporaryError as exc:
+            log.warning("IDLE connection lost (%s); reconnecting in %.0f s", exc, delay)
+            stop.wait(delay)
+            delay = min(delay * 2, 60.0)

@@ -1,0 +1,241 @@
+"""Cases: ids, the status machine and the audit trail.
+
+Every change goes through a function here, and every function records an event saying who did it,
+when, and from which message or CLI call. A transition that cannot apply raises
+``TransitionRefused`` with the reason; the caller decides whether that is a CLI error or a note on
+the case.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from mailbot.cases.models import Case, CaseCounter, Event
+from mailbot.errors import MailbotError
+
+NEW = "new"
+ACKNOWLEDGED = "acknowledged"
+ASSESSED = "assessed"
+RESOLVED = "resolved"
+CLOSED = "closed"
+STATUSES = (NEW, ACKNOWLEDGED, ASSESSED, RESOLVED, CLOSED)
+OPEN_STATUSES = (NEW, ACKNOWLEDGED, ASSESSED)
+SEVERITIES = ("low", "medium", "high", "critical")
+CLOSE_REASONS = ("fixed", "duplicate", "invalid", "spam", "out-of-scope")
+CVE_PATTERN = re.compile(r"^CVE-\d{4}-\d{4,}$")
+
+
+class TransitionRefused(MailbotError):
+    """A transition or command that cannot apply to the case as it stands."""
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who asked for a change: a team address, ``cli:<user>`` or ``mailbot``; and from where."""
+
+    name: str
+    source: str  # "message:<Message-ID>", "cli", "deadline-watch", ...
+
+
+def case_tag_pattern(prefix: str) -> re.Pattern[str]:
+    return re.compile(r"\[(" + re.escape(prefix) + r"-\d{4}-\d{4,})\]")
+
+
+def next_case_id(session: Session, prefix: str, year: int) -> str:
+    """The next id such as ``SEC-2026-0042``, unique across instances sharing a database.
+
+    The UPDATE takes a row lock held until commit, so two instances serialise on the counter."""
+    bump = (
+        update(CaseCounter)
+        .where(CaseCounter.prefix == prefix, CaseCounter.year == year)
+        .values(last_number=CaseCounter.last_number + 1)
+        .returning(CaseCounter.last_number)
+    )
+    number = session.execute(bump).scalar()
+    if number is None:
+        try:
+            with session.begin_nested():
+                session.execute(insert(CaseCounter).values(prefix=prefix, year=year,
+                                                           last_number=0))
+        except IntegrityError:
+            pass  # another instance created the row first
+        number = session.execute(bump).scalar_one()
+    return f"{prefix}-{year}-{number:04d}"
+
+
+def open_case(
+    session: Session,
+    *,
+    case_id: str,
+    reporter: str,
+    reporter_name: str,
+    subject: str,
+    received_at: datetime,
+    ack_due: datetime | None,
+    flags: list[str],
+    mentioned_tag: str,
+    actor: Actor,
+    now: datetime,
+) -> Case:
+    case = Case(
+        id=case_id,
+        status=NEW,
+        reporter=reporter,
+        reporter_name=reporter_name,
+        subject=subject,
+        flags=sorted(set(flags)),
+        mentioned_tag=mentioned_tag,
+        received_at=received_at,
+        created_at=now,
+        updated_at=now,
+        ack_due=ack_due,
+        cve=[],
+    )
+    session.add(case)
+    detail: dict[str, Any] = {"ack_due": _iso(ack_due), "flags": case.flags}
+    if mentioned_tag:
+        detail["mentioned_tag"] = mentioned_tag
+    record(session, case, actor, "opened", detail, now)
+    return case
+
+
+def record(
+    session: Session, case: Case, actor: Actor, action: str, detail: dict[str, Any],
+    now: datetime,
+) -> Event:
+    event = Event(case_id=case.id, at=now, actor=actor.name, action=action, detail=detail,
+                  source=actor.source)
+    session.add(event)
+    case.updated_at = now
+    return event
+
+
+def add_flags(case: Case, *flags: str) -> None:
+    case.flags = sorted(set(case.flags) | set(flags))
+
+
+def get_case(session: Session, case_id: str, *, for_update: bool = False) -> Case | None:
+    stmt = select(Case).where(Case.id == case_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    return session.scalars(stmt).first()
+
+
+# ---------------------------------------------------------------------------------------------
+# Transitions. ``due_after`` computes "N business days after" with the team's calendar.
+
+DueAfter = Callable[[datetime], datetime]
+
+
+def acknowledge(
+    session: Session, case: Case, actor: Actor, now: datetime, assessment_due_after: DueAfter,
+    *, explicit: bool,
+) -> None:
+    if case.status != NEW:
+        raise TransitionRefused(f"{case.id} is {case.status}, not new: nothing to acknowledge")
+    case.status = ACKNOWLEDGED
+    case.acknowledged_at = now
+    case.assessment_due = assessment_due_after(now)
+    record(session, case, actor, "acknowledged",
+           {"assessment_due": _iso(case.assessment_due), "explicit": explicit}, now)
+
+
+def assess(
+    session: Session, case: Case, actor: Actor, now: datetime, *, severity: str,
+    target: date | None, resolution_due: datetime | None, assessment_due_after: DueAfter,
+) -> None:
+    if severity not in SEVERITIES:
+        raise TransitionRefused(f"severity must be one of {', '.join(SEVERITIES)}, not {severity!r}")
+    if case.status not in OPEN_STATUSES:
+        raise TransitionRefused(f"{case.id} is {case.status}: reopen it before assessing")
+    if case.status == NEW:
+        acknowledge(session, case, actor, now, assessment_due_after, explicit=False)
+    case.status = ASSESSED
+    case.assessed_at = now
+    case.severity = severity
+    case.target_date = target
+    case.resolution_due = resolution_due
+    record(session, case, actor, "assessed",
+           {"severity": severity, "target": target.isoformat() if target else None}, now)
+
+
+def resolve(session: Session, case: Case, actor: Actor, now: datetime) -> None:
+    if case.status not in OPEN_STATUSES:
+        raise TransitionRefused(f"{case.id} is already {case.status}")
+    case.status = RESOLVED
+    case.resolved_at = now
+    record(session, case, actor, "resolved", {}, now)
+
+
+def close(session: Session, case: Case, actor: Actor, now: datetime, reason: str) -> None:
+    if reason not in CLOSE_REASONS:
+        raise TransitionRefused(f"close reason must be one of {', '.join(CLOSE_REASONS)}, "
+                                f"not {reason!r}")
+    if case.status == CLOSED:
+        raise TransitionRefused(f"{case.id} is already closed ({case.close_reason})")
+    case.status = CLOSED
+    case.closed_at = now
+    case.close_reason = reason
+    record(session, case, actor, "closed", {"reason": reason}, now)
+
+
+def reopen(session: Session, case: Case, actor: Actor, now: datetime) -> None:
+    if case.status not in (RESOLVED, CLOSED):
+        raise TransitionRefused(f"{case.id} is {case.status}, not resolved or closed")
+    if case.assessed_at is not None:
+        case.status = ASSESSED
+    elif case.acknowledged_at is not None:
+        case.status = ACKNOWLEDGED
+    else:
+        case.status = NEW
+    case.closed_at = None
+    case.close_reason = None
+    case.resolved_at = None
+    case.duplicate_of = None
+    record(session, case, actor, "reopened", {"status": case.status}, now)
+
+
+def mark_duplicate(
+    session: Session, case: Case, original_id: str, actor: Actor, now: datetime
+) -> None:
+    if original_id == case.id:
+        raise TransitionRefused(f"{case.id} cannot be a duplicate of itself")
+    original = get_case(session, original_id)
+    if original is None:
+        raise TransitionRefused(f"no case {original_id}")
+    if case.status == CLOSED:
+        raise TransitionRefused(f"{case.id} is already closed ({case.close_reason})")
+    case.duplicate_of = original.id
+    close(session, case, actor, now, "duplicate")
+    record(session, case, actor, "duplicate-of", {"of": original.id}, now)
+    record(session, original, actor, "duplicate-linked", {"duplicate": case.id}, now)
+
+
+def add_cve(session: Session, case: Case, cve: str, actor: Actor, now: datetime) -> None:
+    cve = cve.upper()
+    if not CVE_PATTERN.match(cve):
+        raise TransitionRefused(f"{cve!r} is not a CVE id such as CVE-2026-12345")
+    if cve in case.cve:
+        raise TransitionRefused(f"{case.id} already has {cve}")
+    case.cve = [*case.cve, cve]
+    record(session, case, actor, "cve", {"cve": cve}, now)
+
+
+def set_credit(session: Session, case: Case, name: str, actor: Actor, now: datetime) -> None:
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise TransitionRefused("credit needs a name of 1 to 200 characters")
+    case.credit = name
+    record(session, case, actor, "credit", {"name": name}, now)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None

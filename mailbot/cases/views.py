@@ -1,0 +1,87 @@
+"""Cases as plain data: the stable ``--json`` shapes and the queries behind ``cases list``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from mailbot.cases.models import Case, Event, Message
+
+
+def case_summary(case: Case, message_count: int) -> dict[str, Any]:
+    return {
+        "id": case.id,
+        "status": case.status,
+        "reporter": case.reporter,
+        "reporter_name": case.reporter_name,
+        "subject": case.subject,
+        "received_at": _iso(case.received_at),
+        "ack_due": _iso(case.ack_due),
+        "acknowledged_at": _iso(case.acknowledged_at),
+        "assessment_due": _iso(case.assessment_due),
+        "assessed_at": _iso(case.assessed_at),
+        "severity": case.severity,
+        "target_date": case.target_date.isoformat() if case.target_date else None,
+        "resolution_due": _iso(case.resolution_due),
+        "resolved_at": _iso(case.resolved_at),
+        "closed_at": _iso(case.closed_at),
+        "close_reason": case.close_reason,
+        "duplicate_of": case.duplicate_of,
+        "cve": list(case.cve),
+        "credit": case.credit,
+        "mentioned_tag": case.mentioned_tag or None,
+        "message_count": message_count,
+        "flags": list(case.flags),
+    }
+
+
+def case_detail(session: Session, case: Case) -> dict[str, Any]:
+    messages = list(session.scalars(
+        select(Message).where(Message.case_id == case.id).order_by(Message.id)))
+    events = list(session.scalars(
+        select(Event).where(Event.case_id == case.id).order_by(Event.id)))
+    out = case_summary(case, len(messages))
+    out["messages"] = [message_view(m) for m in messages]
+    out["events"] = [event_view(e) for e in events]
+    return out
+
+
+def message_view(m: Message) -> dict[str, Any]:
+    return {
+        "direction": m.direction,
+        "kind": m.kind,
+        "from": m.from_addr,
+        "to": list(m.to_addrs),
+        "message_id": m.message_id,
+        "date": _iso(m.date or m.received_at),
+        "received_at": _iso(m.received_at),
+        "subject": m.subject,
+        "flags": list(m.flags),
+        "attachments": m.details.get("attachments", []),
+    }
+
+
+def event_view(e: Event) -> dict[str, Any]:
+    return {"at": _iso(e.at), "actor": e.actor, "action": e.action, "detail": e.detail,
+            "source": e.source}
+
+
+def list_cases(session: Session, *, status: str | None = None,
+               ids: list[str] | None = None) -> list[dict[str, Any]]:
+    counts = (select(Message.case_id, func.count(Message.id).label("n"))
+              .group_by(Message.case_id).subquery())
+    stmt = (select(Case, func.coalesce(counts.c.n, 0))
+            .outerjoin(counts, counts.c.case_id == Case.id)
+            .order_by(Case.received_at, Case.id))
+    if status:
+        stmt = stmt.where(Case.status == status)
+    if ids is not None:
+        stmt = stmt.where(Case.id.in_(ids))
+    return [case_summary(case, n) for case, n in session.execute(stmt)]
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None

@@ -1,0 +1,81 @@
+"""All the yes/no rules about one message, asked once, in one place.
+
+The rules themselves live in ``rules.py``; this module only gathers their answers into one value
+that the pipeline acts on, so that "what is this message" and "what do we do about it" stay apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mailbot.config import Settings
+from mailbot.intake import rules
+from mailbot.intake.rules import Verdict
+from mailbot.mail.message import InboundMessage
+
+
+@dataclass(frozen=True)
+class Classification:
+    automatic: Verdict
+    own: Verdict
+    claims_team: Verdict
+    trusted_team: Verdict
+    in_sent_folder: bool
+    oversize: bool
+    unparseable: bool
+
+    @property
+    def untrusted_team(self) -> bool:
+        """Claims to be the team but could not prove it: recorded, flagged, never obeyed."""
+        return self.claims_team.yes and not self.trusted_team.yes
+
+    @property
+    def from_team(self) -> bool:
+        return self.trusted_team.yes
+
+    def flags(self) -> list[str]:
+        out = []
+        if self.automatic.yes:
+            out.append("automatic")
+        if self.own.yes:
+            out.append("own-mail")
+        if self.untrusted_team:
+            out.append("unauthenticated-team")
+        if self.oversize:
+            out.append("oversize")
+        if self.unparseable:
+            out.append("unparseable")
+        if self.in_sent_folder and not self.own.yes:
+            out.append("sent-folder")
+        return out
+
+    def no_receipt_reason(self) -> str | None:
+        """Why this message must not be answered, or None when a receipt may go out."""
+        if self.own.yes:
+            return f"our own mail ({self.own.reason})"
+        if self.automatic.yes:
+            return f"automatic mail ({self.automatic.reason})"
+        if self.in_sent_folder:
+            return "sent by the team from the shared mailbox"
+        if self.claims_team.yes:
+            return "from the team"
+        if self.unparseable:
+            return "unparseable"
+        return None
+
+
+def classify(msg: InboundMessage, folder: str, settings: Settings) -> Classification:
+    in_sent = bool(settings.mailbox.sent_folder) and folder == settings.mailbox.sent_folder
+    own = rules.is_our_own(msg, own_address=settings.own_address)
+    return Classification(
+        automatic=rules.is_automatic(msg),
+        own=own,
+        claims_team=rules.claims_team(msg, settings.team),
+        # Our own copies in Sent are not the team speaking.
+        trusted_team=rules.is_trusted_team(msg, settings.team, in_sent_folder=in_sent)
+        if not own.yes
+        else Verdict(False, "our own mail"),
+        in_sent_folder=in_sent,
+        oversize="oversize" in msg.defects,
+        unparseable=msg.unparseable,
+    )

@@ -1,0 +1,230 @@
+"""The trip of one message, top to bottom.
+
+    dedupe   -> a message seen before changes nothing
+    store    -> the raw bytes are kept, whatever follows
+    parse    -> an InboundMessage (never raises)
+    classify -> automatic? our own? the team? trusted?
+    correlate-> which case, if any
+    apply    -> open a case or add to one; acknowledgement; the team's commands
+    reply    -> a receipt into the outbox, in the same transaction
+
+``process`` runs inside the caller's transaction; the caller commits it together with the mailbox
+cursor, so a crash at any point leaves either all of a message's effects or none.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from dataclasses import dataclass
+from enum import StrEnum
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mailbot.cases import service
+from mailbot.cases.commands import apply_command, parse_commands
+from mailbot.cases.models import Case, Message
+from mailbot.cases.service import Actor, TransitionRefused
+from mailbot.clock import Clock
+from mailbot.config import Settings
+from mailbot.deadlines.calendar import BusinessCalendar
+from mailbot.intake.classify import Classification, classify
+from mailbot.intake.correlate import Correlation, correlate
+from mailbot.mail.message import Attachment, FetchedMessage, InboundMessage
+from mailbot.mail.parse import dedupe_key, header_block_sender, parse_message
+from mailbot.outbox import enqueue, receipts_sent_recently
+from mailbot.outgoing import Writer, receipt
+from mailbot.store import RawStore
+
+log = logging.getLogger("mailbot.intake")
+
+
+class Outcome(StrEnum):
+    OPENED = "opened"
+    ADDED = "added"
+    DUPLICATE = "duplicate"
+
+
+@dataclass(frozen=True)
+class Intake:
+    """Everything the trip needs, built once by the app."""
+
+    settings: Settings
+    calendar: BusinessCalendar
+    writer: Writer
+    raw_store: RawStore
+    clock: Clock
+
+
+def process(session: Session, fetched: FetchedMessage, intake: Intake) -> Outcome:
+    key = dedupe_key(fetched.raw)
+    if session.scalar(select(Message.id).where(Message.dedupe_key == key)) is not None:
+        log.debug("%s uid %d: seen before", fetched.folder, fetched.uid)
+        return Outcome.DUPLICATE
+    raw_id = intake.raw_store.put(session, fetched.raw)
+    msg = parse_message(fetched.raw, max_bytes=intake.settings.policy.max_message_bytes)
+    facts = classify(msg, fetched.folder, intake.settings)
+    where = correlate(
+        session, msg,
+        trusted_team=facts.trusted_team.yes,
+        case_prefix=intake.settings.policy.case_prefix,
+        token_key=intake.writer.token_key,
+    )
+    if where.case_id is None:
+        case = _open_case(session, msg, fetched, facts, where, intake)
+        outcome = Outcome.OPENED
+    else:
+        case = service.get_case(session, where.case_id, for_update=True)
+        assert case is not None  # correlate only names cases that exist
+        outcome = Outcome.ADDED
+    message = _record_message(session, case, msg, fetched, facts, where, key, raw_id, outcome)
+    _apply_team_message(session, case, msg, facts, message, intake)
+    if outcome is Outcome.OPENED:
+        _send_receipt(session, case, msg, facts, key, intake)
+    log.info("%s uid %d -> %s %s (%s)", fetched.folder, fetched.uid, case.id, outcome.value,
+             where.reason)
+    return outcome
+
+
+def _open_case(
+    session: Session, msg: InboundMessage, fetched: FetchedMessage, facts: Classification,
+    where: Correlation, intake: Intake,
+) -> Case:
+    policy = intake.settings.policy
+    sender = msg.sender or (header_block_sender(fetched.raw) if msg.unparseable else None)
+    flags = facts.flags()
+    if sender is None:
+        flags.append("no-sender")
+    # Only mail that could be a report gets a promise; a bounce has nobody to acknowledge.
+    promised = not (facts.automatic.yes or facts.own.yes or facts.in_sent_folder)
+    now = intake.clock.now()
+    year = fetched.internal_date.astimezone(intake.calendar.tz).year
+    return service.open_case(
+        session,
+        case_id=service.next_case_id(session, policy.case_prefix, year),
+        reporter=sender.addr if sender else "",
+        reporter_name=sender.name if sender else "",
+        subject=msg.subject,
+        received_at=fetched.internal_date,
+        ack_due=intake.calendar.add_business_days(fetched.internal_date,
+                                                  policy.ack_business_days)
+        if promised else None,
+        flags=flags,
+        mentioned_tag=where.mentioned_tag,
+        actor=Actor(sender.addr if sender else "unknown", _source(msg, fetched)),
+        now=now,
+    )
+
+
+def _record_message(
+    session: Session, case: Case, msg: InboundMessage, fetched: FetchedMessage,
+    facts: Classification, where: Correlation, key: str, raw_id: int, outcome: Outcome,
+) -> Message:
+    kind = _kind(facts, outcome)
+    message = Message(
+        case_id=case.id,
+        direction="in",
+        kind=kind,
+        dedupe_key=key,
+        message_id=msg.message_id[:998],
+        from_addr=msg.sender.addr if msg.sender else "",
+        to_addrs=[a.addr for a in (*msg.to, *msg.cc)][:100],
+        subject=msg.subject[:300],
+        date=msg.date,
+        received_at=fetched.internal_date,
+        folder=fetched.folder,
+        uid=fetched.uid,
+        flags=facts.flags(),
+        details={
+            "correlation": where.reason,
+            "automatic": facts.automatic.reason if facts.automatic.yes else "",
+            "trust": facts.trusted_team.reason,
+            "attachments": [_attachment(a) for a in msg.attachments[:200]],
+            "defects": list(msg.defects[:20]),
+        },
+        raw_id=raw_id,
+    )
+    session.add(message)
+    if outcome is Outcome.ADDED and facts.untrusted_team:
+        service.add_flags(case, "unauthenticated-team")
+        service.record(session, case, Actor(message.from_addr, _source(msg, fetched)),
+                       "unauthenticated-team", {"reason": facts.trusted_team.reason},
+                       fetched.internal_date)
+    session.flush()
+    return message
+
+
+def _kind(facts: Classification, outcome: Outcome) -> str:
+    if facts.own.yes:
+        return "own-copy"
+    if facts.from_team:
+        return "team"
+    if facts.untrusted_team:
+        return "unverified-team"
+    if facts.automatic.yes:
+        return "automatic"
+    return "report" if outcome is Outcome.OPENED else "follow-up"
+
+
+def _apply_team_message(
+    session: Session, case: Case, msg: InboundMessage, facts: Classification, message: Message,
+    intake: Intake,
+) -> None:
+    """A trusted team message may acknowledge the case and may carry commands."""
+    if not facts.from_team:
+        return
+    policy = intake.settings.policy
+    actor = Actor(message.from_addr or intake.settings.own_address,
+                  f"message:{msg.message_id or message.id}")
+    now = intake.clock.now()
+
+    def assessment_due_after(at: datetime) -> datetime:
+        return intake.calendar.add_business_days(at, policy.assessment_business_days)
+
+    recipients = {a.addr for a in (*msg.to, *msg.cc)}
+    if case.status == service.NEW and case.reporter and case.reporter in recipients:
+        service.acknowledge(session, case, actor, message.received_at, assessment_due_after,
+                            explicit=False)
+    for command in parse_commands(msg.text_body):
+        try:
+            apply_command(session, case, command, actor, now,
+                          assessment_due_after=assessment_due_after,
+                          end_of_day=intake.calendar.end_of_day)
+        except TransitionRefused as exc:
+            service.record(session, case, actor, "command-refused",
+                           {"command": command.line, "reason": str(exc)}, now)
+            log.info("%s: %s refused: %s", case.id, command.line, exc)
+        else:
+            service.record(session, case, actor, "command",
+                           {"command": command.line}, now)
+
+
+def _send_receipt(
+    session: Session, case: Case, msg: InboundMessage, facts: Classification, key: str,
+    intake: Intake,
+) -> None:
+    reason = facts.no_receipt_reason()
+    if reason is None and not case.reporter:
+        reason = "no single sender address to answer"
+    now = intake.clock.now()
+    if reason is None:
+        limit = intake.settings.policy.receipts_per_sender_per_day
+        if receipts_sent_recently(session, case.reporter, now) >= limit:
+            service.add_flags(case, "rate-limited")
+            reason = f"{case.reporter} already had {limit} receipts in 24 hours"
+    if reason is not None:
+        service.record(session, case, Actor("mailbot", "intake"), "no-receipt",
+                       {"reason": reason}, now)
+        return
+    enqueue(session, receipt(intake.writer, case, msg, key, now), now)
+
+
+def _source(msg: InboundMessage, fetched: FetchedMessage) -> str:
+    return f"message:{msg.message_id}" if msg.message_id else \
+        f"mailbox:{fetched.folder}/{fetched.uidvalidity}/{fetched.uid}"
+
+
+def _attachment(a: Attachment) -> dict[str, object]:
+    return {"filename": a.filename, "content_type": a.content_type, "size": a.size,
+            "sha256": a.sha256}

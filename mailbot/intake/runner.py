@@ -1,0 +1,177 @@
+"""Reading the mailbox: fetch what is new, run each message through the pipeline, advance the
+cursor in the same transaction.
+
+A batch of messages is one transaction, each message inside its own savepoint, so one message that
+raises rolls back alone: it is recorded as a failure, retried on the next pass and quarantined
+(raw bytes kept, a person told) after three tries, while the rest of the batch goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from mailbot.cases.models import InboundFailure, MailboxCursor
+from mailbot.errors import DatabaseUnavailable
+from mailbot.intake.pipeline import Intake, Outcome, process
+from mailbot.mail.imap import Mailbox
+from mailbot.mail.message import FetchedMessage
+from mailbot.store import Database
+
+log = logging.getLogger("mailbot.intake")
+
+MAX_TRIES = 3
+
+QuarantineAlert = Callable[[Session, FetchedMessage, str], None]
+
+
+@dataclass
+class PassReport:
+    opened: int = 0
+    added: int = 0
+    duplicates: int = 0
+    failed: int = 0
+    quarantined: int = 0
+
+    @property
+    def processed(self) -> int:
+        return self.opened + self.added + self.duplicates
+
+    def count(self, outcome: Outcome) -> None:
+        if outcome is Outcome.OPENED:
+            self.opened += 1
+        elif outcome is Outcome.ADDED:
+            self.added += 1
+        else:
+            self.duplicates += 1
+
+
+class MailboxRunner:
+    def __init__(self, db: Database, mailbox: Mailbox, intake: Intake,
+                 on_quarantine: QuarantineAlert, batch_size: int = 100) -> None:
+        self.db = db
+        self.mailbox = mailbox
+        self.intake = intake
+        self.on_quarantine = on_quarantine
+        self.batch_size = batch_size
+
+    def folders(self) -> list[str]:
+        settings = self.intake.settings.mailbox
+        names = [settings.folder]
+        if settings.sent_folder and settings.sent_folder != settings.folder:
+            names.append(settings.sent_folder)
+        return names
+
+    def run_pass(self) -> PassReport:
+        """Everything new in every watched folder, then the retries of earlier failures."""
+        report = PassReport()
+        for folder in self.folders():
+            self._read_folder(folder, report)
+        return report
+
+    def _read_folder(self, folder: str, report: PassReport) -> None:
+        state = self.mailbox.folder_state(folder)
+        if state is None:
+            return
+        with self.db.session() as session:
+            cursor = session.get(MailboxCursor, folder)
+            last_uid = cursor.last_uid if cursor else 0
+            if cursor is not None and cursor.uidvalidity != state.uidvalidity:
+                log.warning("%s: UIDVALIDITY changed from %d to %d; resyncing by dedupe key "
+                            "(messages seen before change nothing)", folder,
+                            cursor.uidvalidity, state.uidvalidity)
+                last_uid = 0
+            retry_uids = list(session.scalars(
+                select(InboundFailure.uid).where(
+                    InboundFailure.folder == folder,
+                    InboundFailure.uidvalidity == state.uidvalidity,
+                    InboundFailure.quarantined.is_(False),
+                ).order_by(InboundFailure.uid)
+            ))
+        if retry_uids:
+            self._process_batch(folder, state.uidvalidity, None,
+                                self.mailbox.fetch_uids(folder, retry_uids), report)
+        for batch in self.mailbox.fetch_new(folder, last_uid, self.batch_size):
+            self._process_batch(folder, state.uidvalidity, max(m.uid for m in batch), batch,
+                                report)
+
+    def _process_batch(
+        self, folder: str, uidvalidity: int, advance_to: int | None,
+        batch: Iterable[FetchedMessage], report: PassReport,
+    ) -> None:
+        """One transaction: each message in a savepoint, then the cursor."""
+        with self.db.session() as session:
+            for fetched in batch:
+                try:
+                    with session.begin_nested():
+                        outcome = process(session, fetched, self.intake)
+                except DBAPIError as exc:
+                    if exc.connection_invalidated:
+                        raise DatabaseUnavailable(f"database connection lost: {exc.orig}") from exc
+                    self._failed(session, fetched, exc, report)
+                except Exception as exc:  # one bad message never stops the rest
+                    self._failed(session, fetched, exc, report)
+                else:
+                    report.count(outcome)
+                    if advance_to is None:  # a retry that worked
+                        self._forget_failure(session, fetched)
+            if advance_to is not None:
+                _advance(session, folder, uidvalidity, advance_to, self.intake.clock.now())
+
+    def _failed(self, session: Session, fetched: FetchedMessage, exc: Exception,
+                report: PassReport) -> None:
+        error = f"{type(exc).__name__}: {exc}"[:2000]
+        row = session.scalars(select(InboundFailure).where(
+            InboundFailure.folder == fetched.folder,
+            InboundFailure.uidvalidity == fetched.uidvalidity,
+            InboundFailure.uid == fetched.uid,
+        )).first()
+        now = self.intake.clock.now()
+        if row is None:
+            row = InboundFailure(folder=fetched.folder, uidvalidity=fetched.uidvalidity,
+                                 uid=fetched.uid, attempts=0, updated_at=now)
+            session.add(row)
+        row.attempts += 1
+        row.last_error = error
+        row.updated_at = now
+        log.error("%s uid %d failed (try %d of %d): %s", fetched.folder, fetched.uid,
+                  row.attempts, MAX_TRIES, error, exc_info=exc)
+        if row.attempts >= MAX_TRIES:
+            row.quarantined = True
+            row.raw_id = self.intake.raw_store.put(session, fetched.raw)
+            report.quarantined += 1
+            log.error("%s uid %d quarantined after %d tries; its bytes are kept",
+                      fetched.folder, fetched.uid, row.attempts)
+            self.on_quarantine(session, fetched, error)
+        else:
+            report.failed += 1
+
+    def _forget_failure(self, session: Session, fetched: FetchedMessage) -> None:
+        row = session.scalars(select(InboundFailure).where(
+            InboundFailure.folder == fetched.folder,
+            InboundFailure.uidvalidity == fetched.uidvalidity,
+            InboundFailure.uid == fetched.uid,
+            InboundFailure.quarantined.is_(False),
+        )).first()
+        if row is not None:
+            session.delete(row)
+
+
+def _advance(session: Session, folder: str, uidvalidity: int, uid: int, now: datetime) -> None:
+    cursor = session.get(MailboxCursor, folder)
+    if cursor is None:
+        session.add(MailboxCursor(folder=folder, uidvalidity=uidvalidity, last_uid=uid,
+                                  updated_at=now))
+        return
+    if cursor.uidvalidity != uidvalidity:
+        cursor.uidvalidity = uidvalidity
+        cursor.last_uid = uid
+    else:
+        cursor.last_uid = max(cursor.last_uid, uid)
+    cursor.updated_at = now

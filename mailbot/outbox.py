@@ -1,0 +1,201 @@
+"""The outbox: every outgoing message is a row written with the change that caused it, and a drain
+that sends the rows over SMTP.
+
+Delivery is at least once: a row is marked sent only after the server accepted it, so a crash in
+between resends that one message once. Rows are claimed one at a time with ``FOR UPDATE SKIP
+LOCKED`` so that several instances on PostgreSQL never send the same row together.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from mailbot.cases.models import Message, Outbox
+from mailbot.clock import Clock
+from mailbot.errors import SmtpPermanentError, SmtpTemporaryError
+from mailbot.mail.smtp import Transport
+from mailbot.store import Database
+
+log = logging.getLogger("mailbot.outbox")
+
+QUEUED = "queued"
+SENT = "sent"
+FAILED = "failed"
+GIVE_UP_AFTER = timedelta(days=3)  # a 4xx that lasts this long is treated as permanent
+MAX_BACKOFF = timedelta(minutes=15)
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutgoingMail:
+    case_id: str | None
+    kind: str  # receipt | reminder | escalation | digest | alert
+    message_id: str
+    envelope_from: str  # "" = null reverse path (receipts, RFC 3834)
+    recipients: list[str]
+    subject: str
+    data: bytes
+
+
+def enqueue(session: Session, mail: OutgoingMail, now: datetime) -> Outbox | None:
+    """Queue ``mail`` and record it on its case; a second enqueue of the same Message-ID is a no-op."""
+    exists = session.scalar(select(Outbox.id).where(Outbox.message_id == mail.message_id))
+    if exists is not None:
+        return None
+    row = Outbox(
+        case_id=mail.case_id,
+        kind=mail.kind,
+        message_id=mail.message_id,
+        envelope_from=mail.envelope_from,
+        recipients=list(mail.recipients),
+        first_recipient=mail.recipients[0].lower(),
+        data=mail.data,
+        state=QUEUED,
+        attempts=0,
+        next_attempt_at=now,
+        created_at=now,
+    )
+    session.add(row)
+    if mail.case_id is not None:
+        session.add(Message(
+            case_id=mail.case_id,
+            direction="out",
+            kind=mail.kind,
+            dedupe_key=hashlib.sha256(b"out:" + mail.message_id.encode()).hexdigest(),
+            message_id=mail.message_id,
+            from_addr="",
+            to_addrs=list(mail.recipients),
+            subject=mail.subject,
+            date=now,
+            received_at=now,
+        ))
+    return row
+
+
+def receipts_sent_recently(session: Session, recipient: str, now: datetime) -> int:
+    """Receipts queued for ``recipient`` in the last 24 hours (the per-sender limit)."""
+    return session.scalar(
+        select(func.count(Outbox.id)).where(
+            Outbox.kind == "receipt",
+            Outbox.first_recipient == recipient.lower(),
+            Outbox.created_at > now - timedelta(days=1),
+        )
+    ) or 0
+
+
+@dataclass
+class DrainReport:
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+
+
+AlertSink = Callable[[Session, Outbox, str], None]
+
+
+async def drain(
+    db: Database,
+    transport: Transport,
+    clock: Clock,
+    *,
+    on_failure: AlertSink,
+    ignore_backoff: bool = False,
+    limit: int = 500,
+) -> DrainReport:
+    """Send what is due over one SMTP connection. A connection-level failure ends the batch."""
+    report = DrainReport()
+    if not _anything_due(db, clock.now(), ignore_backoff):
+        return report
+    tried: set[int] = set()
+    connection_lost: SmtpTemporaryError | None = None
+    try:
+        async with transport.connection() as smtp:
+            while connection_lost is None and len(tried) < limit:
+                with db.session() as session:
+                    row = _claim_next(session, clock.now(), ignore_backoff, tried)
+                    if row is None:
+                        break
+                    tried.add(row.id)
+                    try:
+                        await smtp.send(row.envelope_from, list(row.recipients), row.data)
+                    except SmtpPermanentError as exc:
+                        _fail(session, row, str(exc), clock.now(), on_failure)
+                        report.failed += 1
+                    except SmtpTemporaryError as exc:
+                        if _postpone(session, row, str(exc), clock.now(), on_failure):
+                            report.retried += 1
+                        else:
+                            report.failed += 1
+                        if exc.code is None or exc.code == 421:
+                            connection_lost = exc  # the connection is gone: end this batch
+                    else:
+                        row.state = SENT
+                        row.sent_at = clock.now()
+                        row.attempts += 1
+                        report.sent += 1
+                        log.info("sent %s %s for %s", row.kind, row.message_id, row.case_id)
+    except SmtpTemporaryError as exc:
+        connection_lost = exc
+    if connection_lost is not None:
+        log.warning("SMTP unavailable, %d message(s) wait for the next try: %s",
+                    _count_queued(db), connection_lost)
+    return report
+
+
+def _anything_due(db: Database, now: datetime, ignore_backoff: bool) -> bool:
+    with db.session() as session:
+        stmt = select(Outbox.id).where(Outbox.state == QUEUED)
+        if not ignore_backoff:
+            stmt = stmt.where(Outbox.next_attempt_at <= now)
+        return session.scalar(stmt.limit(1)) is not None
+
+
+def _count_queued(db: Database) -> int:
+    with db.session() as session:
+        return session.scalar(select(func.count(Outbox.id)).where(Outbox.state == QUEUED)) or 0
+
+
+def _claim_next(
+    session: Session, now: datetime, ignore_backoff: bool, tried: set[int]
+) -> Outbox | None:
+    stmt = select(Outbox).where(Outbox.state == QUEUED)
+    if not ignore_backoff:
+        stmt = stmt.where(Outbox.next_attempt_at <= now)
+    if tried:
+        stmt = stmt.where(Outbox.id.not_in(tried))
+    stmt = stmt.order_by(Outbox.id).limit(1).with_for_update(skip_locked=True)
+    return session.scalars(stmt).first()
+
+
+def _postpone(
+    session: Session, row: Outbox, error: str, now: datetime, on_failure: AlertSink
+) -> bool:
+    """Back off a 4xx; give up when it has lasted too long. True when it will be retried."""
+    row.attempts += 1
+    row.last_error = error[:2000]
+    if now - row.created_at > GIVE_UP_AFTER:
+        _fail(session, row, f"gave up after {row.attempts} tries: {error}", now, on_failure)
+        return False
+    delay = min(timedelta(seconds=30 * 2 ** min(row.attempts - 1, 10)), MAX_BACKOFF)
+    row.next_attempt_at = now + delay
+    log.warning("%s %s postponed %ss after try %d: %s", row.kind, row.message_id,
+                int(delay.total_seconds()), row.attempts, error)
+    return True
+
+
+def _fail(
+    session: Session, row: Outbox, error: str, now: datetime, on_failure: AlertSink
+) -> None:
+    row.state = FAILED
+    row.attempts += 1
+    row.last_error = error[:2000]
+    log.error("%s %s for %s failed permanently: %s", row.kind, row.message_id, row.case_id, error)
+    if row.kind != "alert":  # an alert about an alert could loop
+        on_failure(session, row, error)
+

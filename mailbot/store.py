@@ -1,0 +1,276 @@
+"""The database edge: engines, transactions, raw-message storage, schema migrations and locks."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+from sqlalchemy import Connection, Engine, create_engine, event, select, text
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
+
+from mailbot.cases.models import RawMessage
+from mailbot.errors import DatabaseUnavailable, InstanceLockedError
+from mailbot.resources import resource_dir
+
+log = logging.getLogger("mailbot.store")
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite gets WAL, a busy timeout and foreign keys."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+            # pysqlite's own transaction handling breaks SAVEPOINT; take it over (SQLAlchemy's
+            # documented recipe) and start every transaction as a writer, so that two writers
+            # wait for each other instead of failing with "database is locked".
+            dbapi_conn.isolation_level = None
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: Connection) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, connect_args=_pg_keepalives(url))
+
+
+def _pg_keepalives(url: str) -> dict[str, Any]:
+    # A holder of an advisory lock that vanishes without closing TCP would keep the lock until
+    # keepalive notices; make that minutes rather than hours.
+    if "postgresql" in url:
+        return {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
+                "keepalives_count": 3, "connect_timeout": 10}
+    return {}
+
+
+class Database:
+    """Sessions with one rule: a ``with db.session() as s`` block commits or rolls back whole."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        session = self._sessions()
+        try:
+            yield session
+            session.commit()
+        except OperationalError as exc:
+            session.rollback()
+            if exc.connection_invalidated or _is_connection_error(exc):
+                raise DatabaseUnavailable(f"database unavailable: {exc.orig}") from exc
+            raise
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def ping(self) -> None:
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except DBAPIError as exc:
+            raise DatabaseUnavailable(f"cannot reach the database: {exc.orig}") from exc
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _is_connection_error(exc: OperationalError) -> bool:
+    message = str(exc.orig).lower()
+    return any(s in message for s in ("connection", "could not connect", "server closed",
+                                      "terminating", "unable to open database"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Raw messages
+
+
+class RawStore(Protocol):
+    """Where the bytes of every message are kept. Intake only ever calls ``put`` and ``get``, so
+    encryption at rest can be added by another implementation without touching intake."""
+
+    def put(self, session: Session, raw: bytes) -> int: ...
+
+    def get(self, session: Session, raw_id: int) -> bytes: ...
+
+
+class CompressedRawStore:
+    """zlib-compressed bytes in the ``raw_messages`` table."""
+
+    codec = "zlib"
+
+    def put(self, session: Session, raw: bytes) -> int:
+        row = RawMessage(size=len(raw), codec=self.codec, data=zlib.compress(raw, 6))
+        session.add(row)
+        session.flush()
+        return row.id
+
+    def get(self, session: Session, raw_id: int) -> bytes:
+        row = session.get(RawMessage, raw_id)
+        if row is None:
+            raise KeyError(raw_id)
+        if row.codec != self.codec:
+            raise ValueError(f"raw message {raw_id} is stored as {row.codec!r}")
+        return zlib.decompress(row.data)
+
+
+# ---------------------------------------------------------------------------------------------
+# Schema
+
+
+def _alembic_config(connection: Connection) -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(resource_dir("migrations")))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def migrate(db: Database) -> str:
+    """Bring the schema to the latest version; return that version."""
+    from alembic import command
+
+    try:
+        with db.engine.begin() as conn:
+            command.upgrade(_alembic_config(conn), "head")
+    except OperationalError as exc:
+        raise DatabaseUnavailable(f"cannot migrate the database: {exc.orig}") from exc
+    return schema_version(db) or ""
+
+
+def schema_version(db: Database) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with db.engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def latest_schema_version() -> str:
+    from alembic.script import ScriptDirectory
+
+    with make_engine("sqlite://").connect() as conn:
+        head = ScriptDirectory.from_config(_alembic_config(conn)).get_current_head()
+    return head or ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Locks
+
+
+class InstanceLock:
+    """SQLite serves one instance: an flock beside the database file, released when the process
+    dies (kill -9 included), so a restart right after a crash proceeds."""
+
+    def __init__(self, handle: IO[str] | None) -> None:
+        self._handle = handle
+
+    def release(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+
+def acquire_instance_lock(db: Database) -> InstanceLock:
+    if not db.is_sqlite:
+        return InstanceLock(None)  # PostgreSQL: several instances coordinate with row locks
+    database = db.engine.url.database
+    if not database or database == ":memory:":
+        return InstanceLock(None)
+    path = Path(database).resolve().with_name(Path(database).name + ".lock")
+    handle = open(path, "a+")  # noqa: SIM115 - held for the life of the process
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise InstanceLockedError(
+            f"another mailbot is already running on {database} (lock {path}); SQLite serves one "
+            "instance; use PostgreSQL to run several"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return InstanceLock(handle)
+
+
+class LeaderLock:
+    """One reader per mailbox on PostgreSQL: a session advisory lock on a dedicated connection.
+
+    The lock dies with the connection, so when its holder dies another instance takes over at its
+    next try. On SQLite the instance lock already guarantees a single reader."""
+
+    def __init__(self, db: Database, name: str) -> None:
+        self._db = db
+        self._key = zlib.crc32(f"mailbot:{name}".encode())
+        self._engine: Engine | None = None
+        self._conn: Connection | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._db.is_sqlite or self._conn is not None
+
+    def try_acquire(self) -> bool:
+        if self._db.is_sqlite:
+            return True
+        if self._conn is not None:
+            if self._alive():
+                return True
+            self.release()
+        if self._engine is None:
+            self._engine = create_engine(self._db.url, poolclass=NullPool,
+                                         connect_args=_pg_keepalives(self._db.url))
+        try:
+            conn = self._engine.connect()
+            got = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"),
+                                    {"k": self._key}).scalar())
+            conn.commit()
+        except DBAPIError as exc:
+            raise DatabaseUnavailable(f"cannot take the mailbox lock: {exc.orig}") from exc
+        if not got:
+            conn.close()
+            return False
+        self._conn = conn
+        log.info("took the mailbox reader lock")
+        return True
+
+    def _alive(self) -> bool:
+        assert self._conn is not None
+        try:
+            self._conn.execute(select(1))
+            self._conn.commit()
+            return True
+        except DBAPIError:
+            log.warning("lost the connection that held the mailbox reader lock")
+            return False
+
+    def release(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except DBAPIError:
+                pass
+            self._conn = None
