@@ -1,0 +1,68 @@
+"""``mailbot check``: is the config usable, and can every server be reached?"""
+
+from __future__ import annotations
+
+import asyncio
+
+from mailbot.config import Settings
+from mailbot.errors import MailbotError
+
+Problem = str | None
+
+
+def run_checks(settings: Settings) -> list[tuple[str, Problem]]:
+    results: list[tuple[str, Problem]] = [("config", None)]
+    results.append(("database", _check_database(settings)))
+    results.append(("imap", _check_imap(settings)))
+    results.append(("smtp", _check_smtp(settings)))
+    if not settings.secrets.token_key:
+        results.append(("secrets", "no token key configured (secrets.token_key_env); a key "
+                                   "generated on first run is kept in the database instead"))
+    if not (settings.oncall.addresses or settings.oncall.rotation or settings.team.addresses):
+        results.append(("oncall", "nobody to remind: set oncall.addresses, oncall.rotation "
+                                  "or team.addresses"))
+    return results
+
+
+def _check_database(settings: Settings) -> Problem:
+    from mailbot.store import Database, latest_schema_version, schema_version
+
+    db = Database(settings.database.url)
+    try:
+        db.ping()
+        current = schema_version(db)
+        if current != latest_schema_version():
+            return f"reachable, but at schema {current or 'none'}: run `mailbot migrate`"
+        return None
+    except MailbotError as exc:
+        return str(exc)
+    finally:
+        db.dispose()
+
+
+def _check_imap(settings: Settings) -> Problem:
+    from mailbot.mail.imap import ImapMailbox
+
+    try:
+        with ImapMailbox(settings.mailbox) as mailbox:
+            missing = [f for f in (settings.mailbox.folder, settings.mailbox.sent_folder)
+                       if f and mailbox.folder_state(f) is None]
+    except MailbotError as exc:
+        return str(exc)
+    if missing:
+        return f"connected, but no folder {', '.join(repr(f) for f in missing)}"
+    return None
+
+
+def _check_smtp(settings: Settings) -> Problem:
+    from mailbot.mail.smtp import SmtpTransport
+
+    async def connect() -> None:
+        async with SmtpTransport(settings.smtp).connection():
+            pass
+
+    try:
+        asyncio.run(connect())
+    except MailbotError as exc:
+        return str(exc)
+    return None

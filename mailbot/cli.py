@@ -1,0 +1,399 @@
+"""``mailbot``: arguments in, text or JSON out. No logic of its own: every command calls the app.
+
+Bad input (config, arguments, an unknown case id) gets a one-line error and exit status 2; a
+traceback only with ``--debug``. Heavy imports happen inside the commands so that ``--help`` is
+quick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from datetime import date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from mailbot import __version__
+from mailbot.errors import ConfigError, MailbotError, UsageError
+
+if TYPE_CHECKING:
+    from mailbot.app import App
+    from mailbot.config import Settings
+
+log = logging.getLogger("mailbot.cli")
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+DEFAULT_CONFIG = "mailbot.toml"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="mailbot", description="Runs a security@ mailbox: every report becomes a "
+                "case with a receipt, replies thread onto it, disclosure deadlines are watched.")
+    p.add_argument("--config", metavar="PATH",
+                   help=f"the TOML config (default: $MAILBOT_CONFIG or ./{DEFAULT_CONFIG})")
+    p.add_argument("--debug", action="store_true", help="debug logging and full tracebacks")
+    p.add_argument("--version", action="version", version=f"mailbot {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                           parser_class=_Parser)
+
+    run = sub.add_parser("run", help="the daemon, until SIGTERM or SIGINT")
+    run.add_argument("--once", action="store_true",
+                     help="one full cycle (mail, outbox, deadlines), then exit")
+    sub.add_parser("migrate", help="bring the database schema to the latest version")
+    sub.add_parser("check", help="validate the config and connect to IMAP, SMTP and the database")
+    ingest = sub.add_parser("ingest", help="process .eml or mbox files as if they had arrived")
+    ingest.add_argument("files", nargs="+", metavar="FILE", type=Path)
+
+    cases = sub.add_parser("cases", help="list, show and change cases")
+    csub = cases.add_subparsers(dest="action", metavar="ACTION", required=True,
+                                parser_class=_Parser)
+    lst = csub.add_parser("list", help="the cases, oldest first")
+    lst.add_argument("--status", choices=_statuses())
+    lst.add_argument("--at-risk", action="store_true", help="only cases whose deadline is near")
+    lst.add_argument("--overdue", action="store_true", help="only cases past their deadline")
+    lst.add_argument("--json", action="store_true", help="one JSON array")
+    show = csub.add_parser("show", help="one case with its messages and events")
+    show.add_argument("id")
+    show.add_argument("--json", action="store_true", help="one JSON object")
+    for name, helptext in (("ack", "acknowledge"), ("resolve", "mark resolved"),
+                           ("reopen", "reopen a resolved or closed case")):
+        csub.add_parser(name, help=helptext).add_argument("id")
+    assess = csub.add_parser("assess", help="record severity and target resolution date")
+    assess.add_argument("id")
+    assess.add_argument("--severity", required=True, choices=_severities())
+    assess.add_argument("--target", type=_date_arg, metavar="YYYY-MM-DD")
+    close = csub.add_parser("close", help="close with a reason")
+    close.add_argument("id")
+    close.add_argument("reason", choices=_close_reasons())
+    dup = csub.add_parser("duplicate", help="mark as a duplicate of another case and close")
+    dup.add_argument("id")
+    dup.add_argument("original")
+    cve = csub.add_parser("cve", help="record a CVE id")
+    cve.add_argument("id")
+    cve.add_argument("cve")
+    credit = csub.add_parser("credit", help="record how the reporter wishes to be credited")
+    credit.add_argument("id")
+    credit.add_argument("name")
+
+    dl = sub.add_parser("deadlines", help="the deadline watch")
+    dsub = dl.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=_Parser)
+    chk = dsub.add_parser("check", help="run the watch once (as if at --now), then send")
+    chk.add_argument("--now", type=_datetime_arg, metavar="ISO-8601",
+                     help="pretend it is this time (with offset, e.g. 2026-11-23T10:00+01:00)")
+
+    sub.add_parser("demo", help="a self-contained demonstration on embedded servers")
+    return p
+
+
+def _statuses() -> tuple[str, ...]:
+    return ("new", "acknowledged", "assessed", "resolved", "closed")
+
+
+def _severities() -> tuple[str, ...]:
+    return ("low", "medium", "high", "critical")
+
+
+def _close_reasons() -> tuple[str, ...]:
+    return ("fixed", "duplicate", "invalid", "spam", "out-of-scope")
+
+
+def _date_arg(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date such as 2026-12-15, got {value!r}")
+
+
+def _datetime_arg(value: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.tzinfo is None:
+        raise argparse.ArgumentTypeError(
+            f"expected an ISO-8601 time with offset such as 2026-11-23T10:00+01:00, got {value!r}")
+    return parsed
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args)
+    try:
+        return int(_dispatch(args))
+    except (ConfigError, UsageError) as exc:
+        return _fail(args, exc, EXIT_USAGE, "config error" if isinstance(exc, ConfigError)
+                     else "error")
+    except MailbotError as exc:
+        return _fail(args, exc, EXIT_FAILURE, "error")
+    except KeyboardInterrupt:
+        return 130
+
+
+def _fail(args: argparse.Namespace, exc: Exception, status: int, what: str) -> int:
+    if args.debug:
+        log.exception("%s", what)
+    print(f"mailbot: {what}: {exc}", file=sys.stderr)
+    return status
+
+
+def _setup_logging(args: argparse.Namespace) -> None:
+    level = logging.DEBUG if args.debug else (
+        logging.INFO if args.command in ("run", "demo", "ingest", "deadlines") else logging.WARNING)
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("apscheduler", "mailparser", "aiosmtplib", "alembic", "imapclient"):
+        logging.getLogger(noisy).setLevel(logging.WARNING if args.debug else logging.ERROR)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "demo":
+        from mailbot.demo import run_demo
+
+        return run_demo()
+    settings = _load_settings(args)
+    handlers: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
+        "run": _cmd_run, "migrate": _cmd_migrate, "check": _cmd_check, "ingest": _cmd_ingest,
+        "cases": _cmd_cases, "deadlines": _cmd_deadlines,
+    }
+    return handlers[args.command](settings, args)
+
+
+def _load_settings(args: argparse.Namespace) -> Settings:
+    from mailbot.config import load_settings
+
+    path = args.config or os.environ.get("MAILBOT_CONFIG") or DEFAULT_CONFIG
+    return load_settings(path)
+
+
+def _app(settings: Settings, *, migrate: bool = False) -> App:
+    from mailbot.app import App
+    from mailbot.store import latest_schema_version, schema_version
+    from mailbot.store import migrate as do_migrate
+
+    app = App(settings)
+    if migrate:
+        do_migrate(app.db)
+    elif schema_version(app.db) != latest_schema_version():
+        raise UsageError(f"the database {settings.database.url} is not at the latest schema; "
+                         "run: mailbot migrate")
+    return app
+
+
+def _cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    import asyncio
+    import signal
+
+    from mailbot.store import acquire_instance_lock
+
+    app = _app(settings, migrate=True)
+    lock = acquire_instance_lock(app.db)
+    try:
+        if args.once:
+            report = asyncio.run(app.run_once())
+            app.close()
+            print(f"mail: {report.intake.opened} new cases, {report.intake.added} added to cases, "
+                  f"{report.intake.duplicates} seen before, {report.intake.failed} failed, "
+                  f"{report.intake.quarantined} quarantined; outbox: {report.outbox.sent} sent, "
+                  f"{report.outbox.retried} to retry, {report.outbox.failed} failed; "
+                  f"reminders: {report.reminders} queued")
+            return EXIT_OK
+
+        async def daemon() -> None:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+            await app.run_forever(stop)
+
+        asyncio.run(daemon())
+        return EXIT_OK
+    finally:
+        lock.release()
+
+
+def _cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from mailbot.store import Database, migrate
+
+    db = Database(settings.database.url)
+    version = migrate(db)
+    db.dispose()
+    print(f"database at schema version {version}")
+    return EXIT_OK
+
+
+def _cmd_check(settings: Settings, args: argparse.Namespace) -> int:
+    from mailbot.checks import run_checks
+
+    ok = True
+    for name, problem in run_checks(settings):
+        print(f"{name}: {'ok' if problem is None else problem}")
+        ok = ok and problem is None
+    return EXIT_OK if ok else EXIT_FAILURE
+
+
+def _cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from mailbot.ingest import count_messages, read_messages
+    from mailbot.intake.pipeline import process
+
+    for path in args.files:
+        if not path.is_file():
+            raise UsageError(f"{path}: no such file")
+    app = _app(settings, migrate=True)
+    total = count_messages(args.files)
+    counts: dict[str, int] = {}
+    with tqdm(total=total, unit="msg", disable=total < 50 or None, file=sys.stderr) as bar:
+        for fetched in read_messages(args.files):
+            with app.db.session() as session:
+                outcome = process(session, fetched, app.intake)
+            counts[outcome.value] = counts.get(outcome.value, 0) + 1
+            bar.update(1)
+    app.close()
+    print(", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "nothing to ingest")
+    return EXIT_OK
+
+
+def _cmd_cases(settings: Settings, args: argparse.Namespace) -> int:
+    app = _app(settings)
+    try:
+        if args.action == "list":
+            return _cases_list(app, args)
+        if args.action == "show":
+            return _cases_show(app, args)
+        return _cases_change(app, args)
+    finally:
+        app.close()
+
+
+def _cases_list(app: App, args: argparse.Namespace) -> int:
+    from mailbot.cases.views import list_cases
+    from mailbot.deadlines.watch import at_risk_case_ids, overdue_case_ids
+
+    now = app.clock.now()
+    with app.db.session() as session:
+        ids: list[str] | None = None
+        if args.at_risk:
+            ids = at_risk_case_ids(session, app.calendar, app.settings.policy, now)
+        if args.overdue:
+            overdue = overdue_case_ids(session, now)
+            ids = overdue if ids is None else sorted(set(ids) | set(overdue))
+        rows = list_cases(session, status=args.status, ids=ids)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    if not rows:
+        print("no cases")
+    for row in rows:
+        due = _running_due(row)
+        flags = f"  [{', '.join(row['flags'])}]" if row["flags"] else ""
+        print(f"{row['id']:<16} {row['status']:<13} {due:<27} {row['reporter'] or '-':<32} "
+              f"{row['subject'][:60]}{flags}")
+    return EXIT_OK
+
+
+def _running_due(row: dict[str, Any]) -> str:
+    key = {"new": "ack_due", "acknowledged": "assessment_due",
+           "assessed": "resolution_due"}.get(row["status"])
+    value = row.get(key) if key else None
+    return f"{key.removesuffix('_due')} due {value[:16]}" if key and value else ""
+
+
+def _cases_show(app: App, args: argparse.Namespace) -> int:
+    from mailbot.cases.service import get_case
+    from mailbot.cases.views import case_detail
+
+    with app.db.session() as session:
+        case = get_case(session, args.id.upper())
+        if case is None:
+            raise UsageError(f"no case {args.id!r}; `mailbot cases list` shows the ids")
+        detail = case_detail(session, case)
+    if args.json:
+        print(json.dumps(detail, indent=2))
+        return EXIT_OK
+    print(f"{detail['id']}  {detail['status']}  {', '.join(detail['flags'])}")
+    for key in ("reporter", "subject", "received_at", "ack_due", "acknowledged_at",
+                "assessment_due", "assessed_at", "severity", "target_date", "close_reason",
+                "duplicate_of", "cve", "credit", "mentioned_tag"):
+        if detail.get(key):
+            print(f"  {key:<16} {detail[key]}")
+    print(f"\nmessages ({len(detail['messages'])}):")
+    for m in detail["messages"]:
+        print(f"  {m['date'] or '':<26} {m['direction']:<3} {m['kind']:<16} "
+              f"{m['from'] or '-'} -> {', '.join(m['to'])[:60]}  {m['message_id']}")
+    print(f"\nevents ({len(detail['events'])}):")
+    for e in detail["events"]:
+        extra = " ".join(f"{k}={v}" for k, v in e["detail"].items() if v)
+        print(f"  {e['at']:<26} {e['actor']:<28} {e['action']:<20} {extra}")
+    return EXIT_OK
+
+
+def _cases_change(app: App, args: argparse.Namespace) -> int:
+    from mailbot.cases import service
+    from mailbot.cases.commands import Command, apply_command
+
+    words: tuple[str, ...] = ()
+    if args.action == "assess":
+        words = (f"severity={args.severity}",)
+        if args.target:
+            words += (f"target={args.target.isoformat()}",)
+    elif args.action == "close":
+        words = (args.reason,)
+    elif args.action == "duplicate":
+        words = (args.original,)
+    elif args.action == "cve":
+        words = (args.cve,)
+    elif args.action == "credit":
+        words = (args.name,)
+    command = Command(args.action, words, " ".join(("/" + args.action, *words)))
+    actor = service.Actor(f"cli:{getpass.getuser()}", "cli")
+    policy = app.settings.policy
+    now = app.clock.now()
+    with app.db.session() as session:
+        case = service.get_case(session, args.id.upper(), for_update=True)
+        if case is None:
+            raise UsageError(f"no case {args.id!r}; `mailbot cases list` shows the ids")
+        try:
+            apply_command(session, case, command, actor, now,
+                          assessment_due_after=lambda at: app.calendar.add_business_days(
+                              at, policy.assessment_business_days),
+                          end_of_day=app.calendar.end_of_day)
+        except service.TransitionRefused as exc:
+            raise UsageError(str(exc)) from None
+        service.record(session, case, actor, "command", {"command": command.line}, now)
+        status = case.status
+    print(f"{args.id.upper()}: {status}")
+    return EXIT_OK
+
+
+def _cmd_deadlines(settings: Settings, args: argparse.Namespace) -> int:
+    import asyncio
+
+    from mailbot.app import App
+    from mailbot.clock import FixedClock, SystemClock
+    from mailbot.store import migrate
+
+    clock = FixedClock(args.now) if args.now else SystemClock()
+    app = App(settings, clock=clock)
+    migrate(app.db)
+    try:
+        queued = app.watch_deadlines()
+        report = asyncio.run(app.drain_outbox(ignore_backoff=True))
+    finally:
+        app.close()
+    print(f"reminders queued: {queued}; outbox: {report.sent} sent, {report.retried} to retry, "
+          f"{report.failed} failed")
+    return EXIT_OK

@@ -1,0 +1,230 @@
+"""``mailbot demo``: the whole trip on embedded servers, with no setup.
+
+An IMAP server (pymap, in a child process), an SMTP sink (aiosmtpd, in this process) and a SQLite
+database, all in a temporary directory on loopback. A few sample reports are filed into the
+mailbox, mailbot runs one cycle, then the team answers from the shared mailbox, and mailbot runs
+again. The cases and the receipts are printed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+from mailbot.config import (
+    DatabaseSettings,
+    MailboxSettings,
+    OncallSettings,
+    PolicySettings,
+    Settings,
+    SmtpSettings,
+    TeamSettings,
+)
+from mailbot.errors import UsageError
+
+USER, PASSWORD = "security@demo.test", "demo-password"
+
+SAMPLES = [
+    ("Alice Example <alice@reporter.test>", "XSS in the login form",
+     "Hello,\n\nthe login form reflects the `next` parameter unescaped.\n\nAlice\n", {}),
+    ("bob@researcher.test", "SQL injection in /api/search",
+     "The q parameter of /api/search is concatenated into SQL. PoC attached.\n", {}),
+    ("Carol <carol@example.org>", "Out of Office: Re: newsletter",
+     "I am away until Monday.\n", {"Auto-Submitted": "auto-replied"}),
+    ("Mallory <mallory@evil.test>", "Re: [{first_case}] please add me",
+     "I know your case number; attach me to it.\n", {}),
+]
+
+
+def run_demo() -> int:
+    try:
+        import aiosmtpd  # noqa: F401
+        import pymap  # noqa: F401
+    except ImportError:
+        raise UsageError("the demo needs its extras: pip install 'mailbot[demo]'") from None
+    with tempfile.TemporaryDirectory(prefix="mailbot-demo-") as tmp:
+        return asyncio.run(_demo(Path(tmp)))
+
+
+async def _demo(tmp: Path) -> int:
+    from mailbot.app import App
+    from mailbot.store import migrate
+
+    imap_port, smtp_port = _free_port(), _free_port()
+    imap = _start_pymap(imap_port)
+    sink = _Sink(smtp_port)
+    try:
+        _wait_for_login(imap_port)
+        settings = _settings(tmp, imap_port, smtp_port)
+        _create_folder(imap_port, "Sent")
+        app = App(settings)
+        migrate(app.db)
+        now = datetime.now(UTC)
+        first_case = f"SEC-{now.astimezone(app.calendar.tz).year}-0001"
+        for i, (sender, subject, body, headers) in enumerate(SAMPLES):
+            subject = subject.format(first_case=first_case)
+            _append(imap_port, "INBOX", _message(sender, subject, body, dict(headers), i), now)
+        _say("1. Four messages wait in security@: three from people, one out-of-office reply.")
+        report = await app.run_once()
+        _say(f"   mailbot ran once: {report.intake.opened} cases opened, "
+             f"{report.outbox.sent} receipts sent.")
+        _show_receipt(sink.messages[0] if sink.messages else None)
+        first_report_id = "<demo-0@reporter.test>"
+        reply = _message(USER, "Re: XSS in the login form",
+                         "/assess severity=high target=" +
+                         (now + timedelta(days=30)).date().isoformat() +
+                         "\n\nThanks Alice, we can reproduce it and are working on a fix.\n",
+                         {"In-Reply-To": first_report_id, "References": first_report_id,
+                          "To": "Alice Example <alice@reporter.test>"}, 99)
+        _append(imap_port, "Sent", reply, now)
+        _say("2. The team answers Alice from the shared mailbox (the reply lands in Sent), "
+             "with an /assess command on its first line.")
+        await app.run_once()
+        _say("3. The cases now:")
+        _print_cases(app)
+        app.close()
+        _say(f"Receipts delivered to the SMTP sink: {len(sink.messages)} "
+             "(none to the out-of-office reply; Mallory's tag opened a case of his own).")
+        return 0
+    finally:
+        sink.stop()
+        imap.terminate()
+        imap.wait(5)
+
+
+def _settings(tmp: Path, imap_port: int, smtp_port: int) -> Settings:
+    return Settings(
+        mailbox=MailboxSettings(host="127.0.0.1", port=imap_port, security="none",
+                                username=USER, password=PASSWORD, poll_seconds=5),
+        smtp=SmtpSettings(host="127.0.0.1", port=smtp_port, security="none",
+                          from_address=f"Demo Security Team <{USER}>"),
+        database=DatabaseSettings(url=f"sqlite:///{tmp / 'mailbot.db'}"),
+        team=TeamSettings(addresses=("alice.team@demo.test",), domains=("demo.test",)),
+        policy=PolicySettings(timezone="Europe/Amsterdam", case_prefix="SEC"),
+        oncall=OncallSettings(addresses=("oncall@demo.test",)),
+    )
+
+
+def _message(sender: str, subject: str, body: str, headers: dict[str, str], n: int) -> bytes:
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = headers.pop("To", USER)
+    msg["Subject"] = subject
+    msg["Date"] = email.utils.format_datetime(datetime.now(UTC))
+    msg["Message-ID"] = f"<demo-{n}@{sender.rpartition('@')[2].rstrip('>')}>"
+    for name, value in headers.items():
+        msg[name] = value
+    msg.set_content(body)
+    return msg.as_bytes(policy=email.policy.SMTP)
+
+
+def _show_receipt(received: bytes | None) -> None:
+    if received is None:
+        return
+    msg = email.message_from_bytes(received, policy=email.policy.default)
+    _say("   The receipt Alice got:")
+    for name in ("From", "To", "Subject", "In-Reply-To", "Auto-Submitted"):
+        print(f"     {name}: {msg[name]}")
+    body = msg.get_body(("plain",))
+    text = body.get_content() if body is not None else ""
+    for line in str(text).strip().splitlines():
+        print(f"     | {line}")
+
+
+def _print_cases(app: Any) -> None:
+    from mailbot.cases.views import list_cases
+
+    with app.db.session() as session:
+        rows = list_cases(session)
+    for row in rows:
+        flags = f" [{', '.join(row['flags'])}]" if row["flags"] else ""
+        print(f"   {row['id']}  {row['status']:<12} {row['reporter']:<24} "
+              f"{row['subject'][:40]}{flags}")
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+# -- the embedded servers ----------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start_pymap(port: int) -> subprocess.Popen[bytes]:
+    code = "import sys; from pymap.main import main; sys.exit(main())"
+    return subprocess.Popen(
+        [sys.executable, "-c", code, "--host", "127.0.0.1", "--port", str(port), "--no-tls",
+         "dict", "--demo-user", USER, "--demo-password", PASSWORD],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+
+def _wait_for_login(port: int) -> None:
+    from imapclient import IMAPClient
+
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            with IMAPClient("127.0.0.1", port=port, ssl=False, timeout=5) as c:
+                c.login(USER, PASSWORD)
+                return
+        except (OSError, Exception):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def _create_folder(port: int, name: str) -> None:
+    from imapclient import IMAPClient
+
+    with IMAPClient("127.0.0.1", port=port, ssl=False, timeout=10) as c:
+        c.login(USER, PASSWORD)
+        if not c.folder_exists(name):
+            c.create_folder(name)
+
+
+def _append(port: int, folder: str, raw: bytes, when: datetime) -> None:
+    from imapclient import IMAPClient
+
+    with IMAPClient("127.0.0.1", port=port, ssl=False, timeout=10) as c:
+        c.login(USER, PASSWORD)
+        c.append(folder, raw, msg_time=when)
+
+
+class _Sink:
+    """An SMTP server that keeps what it is given."""
+
+    def __init__(self, port: int) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.messages: list[bytes] = []
+        self._lock = threading.Lock()
+        sink = self
+
+        class Handler:
+            async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+                with sink._lock:
+                    sink.messages.append(bytes(envelope.original_content or envelope.content))
+                return "250 OK"
+
+        self._controller = Controller(Handler(), hostname="127.0.0.1", port=port)
+        self._controller.start()
+
+    def stop(self) -> None:
+        self._controller.stop()
