@@ -15,10 +15,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import socket
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -167,6 +168,23 @@ class App:
         from mailbot.daemon import Daemon
 
         await Daemon(self).run(stop)
+
+    def beat(self) -> None:
+        """Record that this host's daemon is alive (read by ``mailbot health``)."""
+        with self.db.session() as session:
+            key = f"heartbeat:{socket.gethostname()}"[:100]
+            row = session.get(Meta, key)
+            if row is None:
+                session.add(Meta(key=key, value=self.clock.now().isoformat()))
+            else:
+                row.value = self.clock.now().isoformat()
+
+    def heartbeat_age(self) -> timedelta | None:
+        with self.db.session() as session:
+            row = session.get(Meta, f"heartbeat:{socket.gethostname()}"[:100])
+            if row is None:
+                return None
+            return self.clock.now() - datetime.fromisoformat(row.value)
 
     def close(self) -> None:
         self.close_mailbox()

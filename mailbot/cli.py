@@ -91,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("--now", type=_datetime_arg, metavar="ISO-8601",
                      help="pretend it is this time (with offset, e.g. 2026-11-23T10:00+01:00)")
 
+    sub.add_parser("health", help="exit 0 when this host's daemon ran its jobs recently")
     sub.add_parser("demo", help="a self-contained demonstration on embedded servers")
     return p
 
@@ -166,7 +167,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     settings = _load_settings(args)
     handlers: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
         "run": _cmd_run, "migrate": _cmd_migrate, "check": _cmd_check, "ingest": _cmd_ingest,
-        "cases": _cmd_cases, "deadlines": _cmd_deadlines,
+        "cases": _cmd_cases, "deadlines": _cmd_deadlines, "health": _cmd_health,
     }
     return handlers[args.command](settings, args)
 
@@ -396,4 +397,23 @@ def _cmd_deadlines(settings: Settings, args: argparse.Namespace) -> int:
         app.close()
     print(f"reminders queued: {queued}; outbox: {report.sent} sent, {report.retried} to retry, "
           f"{report.failed} failed")
+    return EXIT_OK
+
+
+def _cmd_health(settings: Settings, args: argparse.Namespace) -> int:
+    from mailbot.app import App
+
+    app = App(settings)
+    try:
+        age = app.heartbeat_age()
+    finally:
+        app.close()
+    limit = max(300, 3 * settings.mailbox.poll_seconds)
+    if age is None:
+        print("unhealthy: no heartbeat from this host yet")
+        return EXIT_FAILURE
+    if age.total_seconds() > limit:
+        print(f"unhealthy: last heartbeat {int(age.total_seconds())} s ago (limit {limit} s)")
+        return EXIT_FAILURE
+    print(f"healthy: last heartbeat {int(age.total_seconds())} s ago")
     return EXIT_OK

@@ -88,6 +88,7 @@ class Daemon:
                 log.exception("mailbox pass failed")
                 return
             self._mailbox_failures = 0
+            await asyncio.to_thread(self.app.beat)  # healthy = the mailbox was read recently
         if report.opened or report.added or report.quarantined:
             self.wake("outbox")
 

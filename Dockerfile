@@ -1,0 +1,26 @@
+# mailbot: a daemon for a security@ mailbox.
+#   docker build -t mailbot .
+#   docker run -v $PWD/mailbot.toml:/etc/mailbot/mailbot.toml:ro -v mailbot-data:/var/lib/mailbot \
+#     -e MAILBOT_IMAP_PASSWORD -e MAILBOT_SMTP_PASSWORD -e MAILBOT_TOKEN_KEY mailbot
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
+    MAILBOT_CONFIG=/etc/mailbot/mailbot.toml
+
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY mailbot ./mailbot
+COPY templates ./templates
+COPY migrations ./migrations
+RUN pip install ".[postgres]" && rm -rf /src
+
+RUN useradd --system --home-dir /var/lib/mailbot --create-home mailbot
+USER mailbot
+WORKDIR /var/lib/mailbot
+VOLUME ["/var/lib/mailbot"]
+
+# The config is mounted at $MAILBOT_CONFIG; a relative sqlite URL lands in /var/lib/mailbot.
+HEALTHCHECK --interval=60s --timeout=30s --start-period=30s --retries=3 \
+    CMD ["mailbot", "health"]
+
+CMD ["mailbot", "run"]
