@@ -38,7 +38,6 @@ from mailbot.mail.smtp import SmtpTransport, Transport
 from mailbot.outbox import DrainReport, drain, enqueue
 from mailbot.outgoing import Writer, alert
 from mailbot.store import CompressedRawStore, Database, LeaderLock
-from mailbot.templates import Templates
 
 log = logging.getLogger("mailbot.app")
 
@@ -59,7 +58,6 @@ class App:
         self.clock: Clock = clock or SystemClock()
         self.db = Database(settings.database.url)
         self.calendar = BusinessCalendar.from_policy(settings.policy)
-        self.templates = Templates(settings.templates.directory or None)
         self.transport: Transport = transport or SmtpTransport(settings.smtp)
         self.leader = LeaderLock(self.db, f"mailbox:{settings.mailbox.username}@"
                                           f"{settings.mailbox.host}")
@@ -71,8 +69,8 @@ class App:
     @property
     def writer(self) -> Writer:
         if self._writer is None:
-            self._writer = Writer(settings=self.settings, templates=self.templates,
-                                  calendar=self.calendar, token_key=self._token_key())
+            self._writer = Writer(settings=self.settings, calendar=self.calendar,
+                                  token_key=self._token_key())
         return self._writer
 
     def _token_key(self) -> bytes:

@@ -19,15 +19,14 @@ from mailbot.deadlines.calendar import BusinessCalendar
 from mailbot.mail.compose import compose, make_message_id
 from mailbot.mail.message import InboundMessage
 from mailbot.outbox import OutgoingMail
-from mailbot.templates import Templates
+from mailbot.templates import render
 
 
 @dataclass(frozen=True)
 class Writer:
-    """What every builder needs: settings, templates, the calendar and the token key."""
+    """What every builder needs: settings, the calendar and the token key."""
 
     settings: Settings
-    templates: Templates
     calendar: BusinessCalendar
     token_key: bytes
 
@@ -60,7 +59,7 @@ class Writer:
         in_reply_to: str | None = None,
         references: tuple[str, ...] = (),
     ) -> OutgoingMail:
-        rendered = self.templates.render(template, context)
+        rendered = render(template, context, directory=self.settings.templates.directory)
         data = compose(
             from_address=self.settings.smtp.from_address,
             to=to,
