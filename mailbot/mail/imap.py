@@ -1,0 +1,453 @@
+"""The mailbox edge: the security@ folders over IMAP, read-only except when asked to flag.
+
+Blocking (imapclient); the daemon calls it from a worker thread. Reads use EXAMINE and
+``BODY.PEEK[]``, so mailbot never marks a message as read. Every library, socket or TLS error
+leaves this module as ``MailboxUnavailable`` and closes the session; the caller connects again
+(``reconnect()`` does so with backoff).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import imaplib
+import logging
+import re
+import ssl
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, NoReturn
+
+import tenacity
+from imapclient import IMAPClient
+
+from mailbot.config import MailboxSettings
+from mailbot.errors import MailboxUnavailable
+from mailbot.mail.mailbox import FolderState, Mailbox
+from mailbot.mail.message import FetchedMessage
+
+__all__ = ["FolderState", "ImapMailbox", "Mailbox"]
+
+log = logging.getLogger("mailbot.imap")
+
+# RFC 2177 lets a server drop an IDLE client after 30 minutes; renew well before that, since NATs
+# and proxies often forget a silent connection sooner.
+IDLE_RENEW_SECONDS = 10 * 60
+# The longest a blocking wait goes without looking at the stop event.
+STOP_CHECK_SECONDS = 0.5
+# Without IDLE, how often a NOOP asks the server for news while waiting.
+NOOP_EVERY_SECONDS = 5.0
+# A batch is also cut by size, so a run of large messages is never held in memory at once.
+MAX_BATCH_BYTES = 16 * 1024 * 1024
+
+_FAILURES = (imaplib.IMAP4.error, OSError, EOFError)
+_BODY = b"BODY[]"
+_BYTES_REPR = re.compile(r"""b(['"])(.*)\1""", re.DOTALL)
+
+
+class ImapMailbox:
+    """One IMAP session to the mailbox in ``settings``. Not thread-safe: one caller at a time."""
+
+    def __init__(
+        self, settings: MailboxSettings, *, max_batch_bytes: int = MAX_BATCH_BYTES
+    ) -> None:
+        self.settings = settings
+        self.max_batch_bytes = max_batch_bytes
+        self._client: Any = None  # IMAPClient; imapclient has no type hints
+        self._idle_supported = False
+        self._missing_logged: set[str] = set()
+        # (uidvalidity, highest UID handed out) per folder, so that wait_for_news can tell at once
+        # that mail arrived between the last fetch and the start of IDLE.
+        self._handed_out: dict[str, tuple[int, int]] = {}
+
+    # -- session ---------------------------------------------------------------------------------
+
+    @property
+    def where(self) -> str:
+        return f"{self.settings.host}:{self.settings.port}"
+
+    @property
+    def connected(self) -> bool:
+        return self._client is not None
+
+    @property
+    def tls_version(self) -> str | None:
+        """``"TLSv1.3"`` and the like while the session is encrypted, else None."""
+        if self._client is None:
+            return None
+        sock = self._client.socket()
+        return sock.version() if isinstance(sock, ssl.SSLSocket) else None
+
+    def connect(self) -> None:
+        """Open a new session (TLS, STARTTLS or plain as configured) and log in."""
+        self.close()
+        s = self.settings
+        with self._translated("connect"):
+            client = IMAPClient(
+                s.host,
+                port=s.port,
+                ssl=s.security == "tls",
+                ssl_context=self._ssl_context() if s.security == "tls" else None,
+                timeout=s.timeout_seconds,
+            )
+            self._client = client
+            client.normalise_times = False  # aware INTERNALDATEs, whatever the host's TZ
+            if s.security == "starttls":
+                client.starttls(self._ssl_context())
+            client.login(s.username, s.password)
+            self._idle_supported = bool(client.has_capability("IDLE"))
+        log.info(
+            "connected to %s (%s) as %s; IDLE %s",
+            self.where,
+            self.tls_version or "plain text",
+            s.username,
+            "in use" if self._idle_supported and s.idle else "not used",
+        )
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context()
+        if not self.settings.verify_tls:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+    def close(self) -> None:
+        """Log out, or at least drop the socket; never raises."""
+        client, self._client = self._client, None
+        if client is None:
+            return
+        try:
+            client.logout()
+        except Exception:
+            with contextlib.suppress(Exception):
+                client.shutdown()
+
+    def reconnect(self, stop: threading.Event | None = None, attempts: int | None = None) -> None:
+        """``connect()`` until it works, waiting 1 s, 2 s, 4 s ... up to 60 s between tries.
+
+        Gives up with the last MailboxUnavailable after ``attempts`` tries or once ``stop`` is set.
+        """
+
+        def should_stop(state: tenacity.RetryCallState) -> bool:
+            if stop is not None and stop.is_set():
+                return True
+            return attempts is not None and state.attempt_number >= attempts
+
+        def before_sleep(state: tenacity.RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            wait = state.next_action.sleep if state.next_action else 0.0
+            log.warning("reconnect to %s in %.0f s after: %s", self.where, wait, error)
+
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(MailboxUnavailable),
+            wait=tenacity.wait_exponential(multiplier=1, min=1, max=60),
+            stop=should_stop,
+            sleep=lambda seconds: _wait(stop, seconds),
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        retrying(self.connect)
+
+    def __enter__(self) -> ImapMailbox:
+        self.connect()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def folder_state(self, folder: str) -> FolderState | None:
+        state = self._select(folder)
+        if state is not None:
+            log.debug(
+                "folder %s: uidvalidity=%d uidnext=%d exists=%d",
+                folder,
+                state.uidvalidity,
+                state.uidnext,
+                state.exists,
+            )
+        return state
+
+    def search_uids(self, folder: str) -> list[int]:
+        if self._select(folder) is None:
+            return []
+        with self._translated(f"UID SEARCH in {folder}"):
+            return sorted(int(uid) for uid in self._require().search(["ALL"]))
+
+    def fetch_new(
+        self, folder: str, after_uid: int, batch_size: int
+    ) -> Iterator[list[FetchedMessage]]:
+        """Yield the messages above ``after_uid`` in ascending UID order, batch by batch."""
+        state = self._select(folder)
+        if state is None:
+            return
+        self._handed_out[folder] = (state.uidvalidity, after_uid)
+        if state.uidnext and state.uidnext <= after_uid + 1:
+            return  # nothing can be newer; saves the SEARCH
+        uids = self._uids_after(folder, after_uid)
+        for batch in self._batches(folder, uids, batch_size):
+            messages = self._fetch(folder, state.uidvalidity, batch)
+            if messages:
+                self._handed_out[folder] = (state.uidvalidity, messages[-1].uid)
+                log.info(
+                    "fetched %d message(s) from %s, uids %d..%d",
+                    len(messages),
+                    folder,
+                    messages[0].uid,
+                    messages[-1].uid,
+                )
+                yield messages
+
+    def fetch_uids(self, folder: str, uids: Sequence[int]) -> list[FetchedMessage]:
+        state = self._select(folder)
+        if state is None or not uids:
+            return []
+        out: list[FetchedMessage] = []
+        for batch in self._batches(folder, sorted(set(uids)), self.settings.batch_size):
+            out.extend(self._fetch(folder, state.uidvalidity, batch))
+        return out
+
+    def add_flags(self, folder: str, uids: Sequence[int], flags: Sequence[str]) -> None:
+        """Set flags or keywords (``\\Flagged``, ``$MailbotCase``) on messages; the only write."""
+        if not uids or not flags:
+            return  # imapclient sends a malformed command for an empty list
+        if self._select(folder, readonly=False) is None:
+            return
+        with self._translated(f"UID STORE in {folder}"):
+            self._require().add_flags(list(uids), list(flags), silent=True)
+
+    def _uids_after(self, folder: str, after_uid: int) -> list[int]:
+        # "n:*" also matches the highest UID when that is below n, so filter.
+        with self._translated(f"UID SEARCH in {folder}"):
+            found = self._require().search(["UID", f"{after_uid + 1}:*"])
+        return sorted(int(uid) for uid in found if int(uid) > after_uid)
+
+    def _batches(self, folder: str, uids: list[int], batch_size: int) -> Iterator[list[int]]:
+        """Cut by count, then by RFC822.SIZE so that one batch stays within max_batch_bytes."""
+        for start in range(0, len(uids), max(1, batch_size)):
+            chunk = uids[start : start + max(1, batch_size)]
+            with self._translated(f"UID FETCH RFC822.SIZE in {folder}"):
+                sizes = self._require().fetch(chunk, ["RFC822.SIZE"])
+            batch: list[int] = []
+            total = 0
+            for uid in chunk:
+                size = int(sizes.get(uid, {}).get(b"RFC822.SIZE", 0))
+                if batch and total + size > self.max_batch_bytes:
+                    yield batch
+                    batch, total = [], 0
+                batch.append(uid)
+                total += size
+            if batch:
+                yield batch
+
+    def _fetch(self, folder: str, uidvalidity: int, uids: list[int]) -> list[FetchedMessage]:
+        with self._translated(f"UID FETCH in {folder}"):
+            response = self._require().fetch(uids, ["BODY.PEEK[]", "INTERNALDATE"])
+        out = []
+        for uid in uids:
+            data = response.get(uid)
+            raw = data.get(_BODY) if data is not None else None
+            if not isinstance(raw, bytes):
+                log.info("uid %d in %s vanished before it could be fetched", uid, folder)
+                continue
+            out.append(
+                FetchedMessage(
+                    raw=raw,
+                    folder=folder,
+                    uidvalidity=uidvalidity,
+                    uid=uid,
+                    internal_date=_as_utc(data.get(b"INTERNALDATE")),
+                )
+            )
+        return out
+
+    # -- waiting ---------------------------------------------------------------------------------
+
+    def wait_for_news(
+        self, folder: str, timeout: float, stop: threading.Event | None = None
+    ) -> bool:
+        """Wait until mail may have arrived in ``folder``.
+
+        With IDLE: True as soon as the server announces a new message, or at once when mail came
+        in after the last ``fetch_new`` handed out its messages; False after ``timeout`` or once
+        ``stop`` is set. Without IDLE (or with ``idle = false``): NOOP now and then, True after
+        ``timeout`` (time to look), False when stopped.
+        """
+        deadline = time.monotonic() + timeout
+        state = self._select(folder)
+        if state is None:
+            _wait(stop, timeout)
+            return False
+        if self._arrived_since_fetch(folder, state):
+            return True
+        if self._idle_supported and self.settings.idle:
+            return self._idle_until(folder, deadline, stop)
+        return self._poll_until(folder, deadline, stop)
+
+    def _arrived_since_fetch(self, folder: str, state: FolderState) -> bool:
+        handed_out = self._handed_out.get(folder)
+        if handed_out is None or handed_out[0] != state.uidvalidity:
+            return False
+        if state.uidnext and state.uidnext <= handed_out[1] + 1:
+            return False
+        return bool(self._uids_after(folder, handed_out[1])) or self._take_exists()
+
+    def _idle_until(self, folder: str, deadline: float, stop: threading.Event | None) -> bool:
+        client = self._require()
+        while not _stopped(stop) and time.monotonic() < deadline:
+            renew_at = min(deadline, time.monotonic() + IDLE_RENEW_SECONDS)
+            log.debug("idle on %s", folder)
+            with self._translated(f"IDLE on {folder}"):
+                client.idle()
+                news = self._idle_check_until(client, renew_at, stop)
+                _, late = client.idle_done()
+            if news or _announces_new_mail(late):
+                log.debug("idle on %s: new mail announced", folder)
+                return True
+        return False
+
+    def _idle_check_until(self, client: Any, until: float, stop: threading.Event | None) -> bool:
+        while not _stopped(stop):
+            left = until - time.monotonic()
+            if left <= 0:
+                return False
+            step = min(STOP_CHECK_SECONDS, left)
+            started = time.monotonic()
+            responses = client.idle_check(timeout=step)
+            if any(r and r[0] == b"BYE" for r in responses):
+                raise imaplib.IMAP4.abort(f"server said BYE: {_words(responses)}")
+            if _announces_new_mail(responses):
+                return True
+            if not responses and time.monotonic() - started < step / 2:
+                # idle_check returns early and empty when the socket hit EOF; leaving IDLE
+                # either proves the session alive or raises.
+                return False
+        return False
+
+    def _poll_until(self, folder: str, deadline: float, stop: threading.Event | None) -> bool:
+        client = self._require()
+        while True:
+            left = deadline - time.monotonic()
+            if left > 0:
+                _wait(stop, min(NOOP_EVERY_SECONDS, left))
+            if _stopped(stop):
+                return False
+            with self._translated(f"NOOP on {folder}"):
+                _, responses = client.noop()
+            if _announces_new_mail(responses) or self._take_exists():
+                return True
+            if time.monotonic() >= deadline:
+                return True
+
+    def _take_exists(self) -> bool:
+        """Whether an EXISTS came with an earlier command's answer (imaplib keeps it aside)."""
+        pending = getattr(self._require(), "_imap", None)
+        responses = getattr(pending, "untagged_responses", None)
+        return isinstance(responses, dict) and bool(responses.pop("EXISTS", None))
+
+    # -- plumbing --------------------------------------------------------------------------------
+
+    def _require(self) -> Any:
+        if self._client is None:
+            raise MailboxUnavailable(f"not connected to IMAP server {self.where}")
+        return self._client
+
+    def _select(self, folder: str, *, readonly: bool = True) -> FolderState | None:
+        """SELECT/EXAMINE ``folder`` afresh (so UIDVALIDITY is current); None if it is missing."""
+        client = self._require()
+        try:
+            response = client.select_folder(folder, readonly=readonly)
+        except imaplib.IMAP4.abort as exc:
+            self._fail(f"SELECT {folder}", exc)
+        except imaplib.IMAP4.error as exc:
+            with self._translated(f"LIST {folder}"):
+                exists = client.folder_exists(folder)
+            if exists:
+                self._fail(f"SELECT {folder}", exc)
+            if folder not in self._missing_logged:
+                self._missing_logged.add(folder)
+                log.warning("folder %r does not exist on %s; skipping it", folder, self.where)
+            return None
+        except _FAILURES as exc:
+            self._fail(f"SELECT {folder}", exc)
+        self._missing_logged.discard(folder)
+        self._take_exists()  # the count is in the answer; later EXISTS responses mean news
+        with self._translated(f"SELECT {folder}"):
+            uidnext = response.get(b"UIDNEXT")
+            if uidnext is None:  # optional in a SELECT answer before IMAP4rev2
+                uidnext = client.folder_status(folder, ["UIDNEXT"])[b"UIDNEXT"]
+            return FolderState(
+                uidvalidity=int(response[b"UIDVALIDITY"]),
+                uidnext=int(uidnext),
+                exists=int(response[b"EXISTS"]),
+            )
+
+    @contextlib.contextmanager
+    def _translated(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except _FAILURES as exc:
+            self._fail(action, exc)
+
+    def _fail(self, action: str, exc: BaseException) -> NoReturn:
+        """Close the session and raise MailboxUnavailable naming what failed and why."""
+        self.close()
+        reason = _reason(exc)
+        if self.settings.password:  # no server should echo it, but a log line must never show it
+            reason = reason.replace(self.settings.password, "***")
+        message = f"IMAP {action} at {self.where} as {self.settings.username} failed: {reason}"
+        raise MailboxUnavailable(message) from exc
+
+
+def _reason(exc: BaseException) -> str:
+    """The error's text; imaplib wraps server replies as bytes, shown here without b'...'."""
+    text = str(exc) or type(exc).__name__
+    quoted = _BYTES_REPR.fullmatch(text)
+    return quoted.group(2) if quoted else text
+
+
+def _as_utc(value: object) -> datetime:
+    if not isinstance(value, datetime):
+        raise MailboxUnavailable(f"server sent no usable INTERNALDATE ({value!r})")
+    if value.tzinfo is None:  # only if normalise_times was left on; RFC 3501 dates carry a zone
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def _announces_new_mail(responses: Sequence[Any]) -> bool:
+    # Only "* n EXISTS": Dovecot's "* OK Still here" keepalive and flag changes are no news.
+    return any(isinstance(r, tuple) and len(r) > 1 and r[1] == b"EXISTS" for r in responses)
+
+
+def _words(responses: Sequence[Any]) -> str:
+    parts = []
+    for r in responses:
+        parts.append(
+            " ".join(
+                p.decode("ascii", "replace") if isinstance(p, bytes) else str(p)
+                for p in (r if isinstance(r, tuple) else (r,))
+            )
+        )
+    return "; ".join(parts)
+
+
+def _stopped(stop: threading.Event | None) -> bool:
+    return stop is not None and stop.is_set()
+
+
+def _wait(stop: threading.Event | None, seconds: float) -> None:
+    """Sleep, waking within a second of ``stop`` being set."""
+    if seconds <= 0:
+        return
+    if stop is not None:
+        stop.wait(seconds)
+    else:
+        time.sleep(seconds)
