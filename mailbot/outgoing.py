@@ -1,4 +1,5 @@
-"""The messages mailbot writes: receipts to reporters, alerts to the team.
+"""The messages mailbot writes: receipts to reporters; alerts, reminders, escalations and the daily
+digest to the team.
 
 Each builder renders a template, composes safe bytes and returns an ``OutgoingMail`` for the
 outbox. Message-IDs are derived from what caused the message, so building the same message twice
@@ -8,10 +9,10 @@ gives the same id and the outbox keeps one.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from mailbot.cases.models import Case
 from mailbot.config import Settings
@@ -20,6 +21,9 @@ from mailbot.mail.compose import compose, make_message_id
 from mailbot.mail.message import InboundMessage
 from mailbot.outbox import OutgoingMail
 from mailbot.templates import render
+
+if TYPE_CHECKING:
+    from mailbot.deadlines.watch import DigestEntry
 
 
 @dataclass(frozen=True)
@@ -123,3 +127,165 @@ def alert(writer: Writer, *, recipients: list[str], case_id: str | None, what: s
         auto_submitted="auto-generated",
         now=now,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Deadlines: reminders, escalations and the digest, all to on-call
+
+DEADLINE_LABELS = {"ack": "acknowledgement", "assessment": "assessment", "resolution": "resolution"}
+# What on-call can do about each deadline, in the team's own tools.
+DEADLINE_ACTIONS = {
+    "ack": (
+        "Answer the reporter in the case's thread (reply-all, so that security@ sees it), "
+        "or send /ack as the first line of a reply to the thread."
+    ),
+    "assessment": (
+        "Send the assessment: /assess severity=<low|medium|high|critical> "
+        "target=YYYY-MM-DD as the first line of a reply to the thread."
+    ),
+    "resolution": "Resolve the case (/resolve), or assess it again with a new target date.",
+}
+STAGE_KINDS = {"at-risk": "reminder", "overdue": "escalation"}
+
+
+def show_command(case_id: str) -> str:
+    """The CLI line that shows a case, as printed in reminders and digests."""
+    return f"mailbot cases show {case_id}"
+
+
+def describe_interval(delta: timedelta) -> str:
+    """A span as people say it: ``2 days 3 hours``, ``5 hours 12 minutes``, ``40 minutes``."""
+    minutes = int(abs(delta).total_seconds() // 60)
+    if minutes < 1:
+        return "less than a minute"
+    days, rest = divmod(minutes, 24 * 60)
+    hours, mins = divmod(rest, 60)
+    parts = [_count(days, "day"), _count(hours, "hour")]
+    if not days:
+        parts.append(_count(mins, "minute"))
+    return " ".join(p for p in parts if p)
+
+
+def time_left(due: datetime, now: datetime) -> str:
+    """``9 hours 59 minutes left`` before ``due``, or ``overdue by 2 days 3 hours`` after it."""
+    if now > due:
+        return f"overdue by {describe_interval(now - due)}"
+    return f"{describe_interval(due - now)} left"
+
+
+def _count(n: int, unit: str) -> str:
+    if n == 0:
+        return ""
+    return f"{n} {unit}" if n == 1 else f"{n} {unit}s"
+
+
+def reminder(
+    writer: Writer,
+    case: Case,
+    *,
+    deadline: str,
+    due: datetime,
+    stage: str,
+    recipients: list[str],
+    report_message_id: str | None,
+    now: datetime,
+) -> OutgoingMail:
+    """The at-risk reminder (``reminder``) or the overdue escalation (``escalation``) to on-call.
+
+    Its Message-ID depends only on the case, the deadline and the stage, so the same reminder
+    built twice is one outbox row. It threads under the report (References only: it answers
+    nothing) so that it sits beside the case in a mail client that has the report.
+    """
+    kind = STAGE_KINDS[stage]
+    return writer.build(
+        template=kind,
+        context={
+            "case_id": case.id,
+            "status": case.status,
+            "subject": case.subject,
+            "reporter": case.reporter,
+            "reporter_name": case.reporter_name,
+            "received_local": writer.local_time(case.received_at),
+            "deadline": deadline,
+            "deadline_label": DEADLINE_LABELS[deadline],
+            "action": DEADLINE_ACTIONS[deadline],
+            "due_local": writer.local_time(due),
+            "time_left": time_left(due, now),
+            "show_command": show_command(case.id),
+        },
+        case_id=case.id,
+        kind=kind,
+        message_id=writer.message_id(case.id, kind, f"{deadline}:{stage}"),
+        to=recipients,
+        envelope_from=writer.settings.own_address,
+        auto_submitted="auto-generated",
+        now=now,
+        references=(report_message_id,) if report_message_id else (),
+    )
+
+
+def digest_message_id(writer: Writer, day: date) -> str:
+    """One digest per local day: its Message-ID is derived from the day alone."""
+    return writer.message_id("mailbot", "digest", f"digest:{day.isoformat()}")
+
+
+_DIGEST_GROUPS = (("overdue", "Overdue"), ("at-risk", "At risk"), (None, "Coming up"))
+
+
+def digest(
+    writer: Writer,
+    *,
+    day: date,
+    entries: Sequence[DigestEntry],
+    total: int,
+    recipients: list[str],
+    now: datetime,
+) -> OutgoingMail:
+    """The daily digest: open cases by deadline, soonest first, grouped by stage.
+
+    ``entries`` are at most a few hundred of the ``total`` open cases; the mail says how many
+    more there are.
+    """
+    groups: list[dict[str, Any]] = []
+    for stage, title in _DIGEST_GROUPS:
+        rows = [
+            _digest_row(writer, e, now)
+            for e in entries
+            if e.deadline is not None and e.stage == stage
+        ]
+        groups.append({"title": title, "cases": rows})
+    undated = [_digest_row(writer, e, now) for e in entries if e.deadline is None]
+    groups.append({"title": "No running deadline", "cases": undated})
+    return writer.build(
+        template="digest",
+        context={
+            "day_local": day.strftime("%A %d %B %Y"),
+            "total": total,
+            "shown": len(entries),
+            "more": max(total - len(entries), 0),
+            "groups": [g for g in groups if g["cases"]],
+            "list_command": "mailbot cases list",
+        },
+        case_id=None,
+        kind="digest",
+        message_id=digest_message_id(writer, day),
+        to=recipients,
+        envelope_from=writer.settings.own_address,
+        auto_submitted="auto-generated",
+        now=now,
+    )
+
+
+def _digest_row(writer: Writer, entry: DigestEntry, now: datetime) -> dict[str, Any]:
+    case, deadline = entry.case, entry.deadline
+    return {
+        "case_id": case.id,
+        "status": case.status,
+        "subject": case.subject,
+        "reporter": case.reporter,
+        "reporter_name": case.reporter_name,
+        "deadline_label": DEADLINE_LABELS[deadline.name] if deadline else "",
+        "due_local": writer.local_time(deadline.due) if deadline else "",
+        "time_left": time_left(deadline.due, now) if deadline else "",
+        "show_command": show_command(case.id),
+    }

@@ -56,6 +56,13 @@ class Base(DeclarativeBase):
 
 class Case(Base):
     __tablename__ = "cases"
+    # The deadline watch asks "cases in this status whose running deadline falls in this range";
+    # one (status, due) index per deadline answers that without reading other cases.
+    __table_args__ = (
+        Index("ix_cases_status_ack_due", "status", "ack_due"),
+        Index("ix_cases_status_assessment_due", "status", "assessment_due"),
+        Index("ix_cases_status_resolution_due", "status", "resolution_due"),
+    )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     status: Mapped[str] = mapped_column(String(20), index=True)
