@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import tenacity
 from imapclient import IMAPClient
@@ -323,7 +323,7 @@ class ImapMailbox:
             started = time.monotonic()
             responses = client.idle_check(timeout=step)
             if any(r and r[0] == b"BYE" for r in responses):
-                raise imaplib.IMAP4.abort(f"server said BYE: {_words(responses)}")
+                raise imaplib.IMAP4.abort(f"server hung up: {_words(responses)}")
             if _announces_new_mail(responses):
                 return True
             if not responses and time.monotonic() - started < step / 2:
@@ -451,3 +451,7 @@ def _wait(stop: threading.Event | None, seconds: float) -> None:
         stop.wait(seconds)
     else:
         time.sleep(seconds)
+
+
+if TYPE_CHECKING:
+    _conforms: type[Mailbox] = ImapMailbox  # mypy proves the class meets the protocol

@@ -12,7 +12,6 @@ import pytest
 
 from mailbot.errors import MailboxUnavailable
 from mailbot.mail.imap import ImapMailbox
-from mailbot.mail.mailbox import Mailbox
 from mailbot.mail.message import FetchedMessage
 from tests.servers import free_port
 from tests.servers.dovecot import ImapAccount, ImapTestServer, PymapServer
@@ -155,20 +154,20 @@ def test_nothing_new_yields_no_batches(
     assert list(mailbox.fetch_new("Sent", after_uid=0, batch_size=10)) == []
 
 
-def test_nothing_new_when_the_newest_message_was_expunged(
+def test_nothing_new_when_the_newest_message_was_expunged_unseen(
     mailbox: ImapMailbox, imap_account: ImapAccount, server: ImapTestServer
 ) -> None:
     # "UID SEARCH n:*" answers with the highest UID when every UID is below n.
     for n in range(3):
         server.deliver(imap_account, report(n))
-    fetched = flatten(mailbox.fetch_new("INBOX", after_uid=0, batch_size=10))
     with imap_account.client() as c:
         c.select_folder("INBOX")
-        c.delete_messages([fetched[-1].uid])
+        first, second, third = c.search(["ALL"])
+        c.delete_messages([third])
         c.expunge()
 
-    assert list(mailbox.fetch_new("INBOX", after_uid=fetched[-1].uid, batch_size=10)) == []
-    assert mailbox.search_uids("INBOX") == [m.uid for m in fetched[:2]]
+    assert list(mailbox.fetch_new("INBOX", after_uid=second, batch_size=10)) == []
+    assert mailbox.search_uids("INBOX") == [first, second]
 
 
 def test_batches_are_cut_by_size_so_large_messages_come_alone(
@@ -194,6 +193,19 @@ def test_sent_folder_exists_and_its_copies_are_fetched(
 
     assert copy.raw == reply and copy.folder == "Sent"
     assert flatten(mailbox.fetch_new("INBOX", after_uid=0, batch_size=10)) == []
+
+
+def test_folder_names_with_spaces_and_accents_work(
+    mailbox: ImapMailbox, imap_account: ImapAccount, server: ImapTestServer
+) -> None:
+    folder = "Éléments envoyés"  # sent as modified UTF-7 with quoting
+    with imap_account.client() as c:
+        c.create_folder(folder)
+    server.append(imap_account, folder, report(1))
+
+    (message,) = flatten(mailbox.fetch_new(folder, after_uid=0, batch_size=10))
+
+    assert message.folder == folder and message.raw == report(1)
 
 
 def test_a_missing_folder_is_reported_once_and_read_as_empty(
@@ -380,7 +392,7 @@ def test_a_dropped_connection_raises_and_connect_again_works(
 
     server.drop_connections(imap_account)
 
-    with pytest.raises(MailboxUnavailable):
+    with pytest.raises(MailboxUnavailable, match="Server shutting down"):
         mailbox.folder_state("INBOX")
     assert not mailbox.connected
     with pytest.raises(MailboxUnavailable, match="not connected"):
@@ -396,11 +408,26 @@ def test_a_connection_dropped_during_idle_raises_promptly(
     later(0.5, lambda: server.drop_connections(imap_account))
     started = time.monotonic()
 
+    with pytest.raises(MailboxUnavailable) as failure:
+        mailbox.wait_for_news("INBOX", timeout=30)
+    assert "Server shutting down" in str(failure.value)  # the server's own reason, kept
+
+    assert time.monotonic() - started < 5
+    mailbox.reconnect(attempts=3)
+    assert mailbox.folder_state("INBOX") is not None
+
+
+def test_a_connection_that_dies_without_bye_during_idle_raises_promptly(
+    mailbox: ImapMailbox, imap_account: ImapAccount, server: ImapTestServer
+) -> None:
+    later(0.5, lambda: server.kill_sessions(imap_account))
+    started = time.monotonic()
+
     with pytest.raises(MailboxUnavailable):
         mailbox.wait_for_news("INBOX", timeout=30)
 
     assert time.monotonic() - started < 5
-    mailbox.reconnect(attempts=3)
+    mailbox.connect()
     assert mailbox.folder_state("INBOX") is not None
 
 
@@ -414,11 +441,6 @@ def test_reconnect_gives_up_once_stopped(imap_account: ImapAccount) -> None:
         mb.reconnect(stop=stop)
 
     assert time.monotonic() - started < 2.5
-
-
-def test_imap_mailbox_satisfies_the_mailbox_protocol(imap_account: ImapAccount) -> None:
-    mailbox: Mailbox = ImapMailbox(imap_account.mailbox_settings())
-    assert callable(mailbox.wait_for_news)
 
 
 # -- the pymap fallback --------------------------------------------------------------------------

@@ -120,6 +120,8 @@ class ImapTestServer(Protocol):
 
     def drop_connections(self, account: ImapAccount) -> None: ...
 
+    def kill_sessions(self, account: ImapAccount) -> int: ...
+
     def stop(self) -> None: ...
 
 
@@ -243,6 +245,9 @@ service lmtp {{
 }}
 protocol imap {{
   mail_max_userip_connections = 100
+  # "* OK Still here" every second instead of every 2 minutes, so IDLE tests also prove that
+  # the keepalive is not taken for news.
+  imap_idle_notify_interval = 1 secs
 }}
 """
 
@@ -456,6 +461,17 @@ class DovecotServer:
         """Disconnect every IMAP session of the account (``doveadm kick``)."""
         self.doveadm("kick", account.username)
 
+    def kill_sessions(self, account: ImapAccount) -> int:
+        """SIGKILL the account's IMAP processes: the connection ends with no BYE, as in a crash."""
+        killed = 0
+        for line in self.doveadm("who", "-1", account.username).splitlines()[1:]:
+            fields = line.split()
+            if len(fields) >= 3 and fields[0] == account.username and fields[1] == "imap":
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(fields[2]), signal.SIGKILL)
+                    killed += 1
+        return killed
+
     def stop(self) -> None:
         if self._proc is not None:
             _stop_process(self._proc)
@@ -550,6 +566,9 @@ class PymapServer:
 
     def drop_connections(self, account: ImapAccount) -> None:
         server_missing("pymap cannot kick a session; this test needs Dovecot")
+
+    def kill_sessions(self, account: ImapAccount) -> int:
+        server_missing("pymap runs every session in one process; this test needs Dovecot")
 
     def stop(self) -> None:
         for proc in self._procs:
