@@ -51,6 +51,7 @@ class InboundMessage:
     content_type: str = "text/plain"  # of the top-level part, lower-case
     text_body: str = ""  # plain text (HTML converted), capped
     attachments: tuple[Attachment, ...] = ()
+    part_types: tuple[str, ...] = ()  # content types of its own MIME parts, not of enclosed mail
     defects: tuple[str, ...] = ()  # what went wrong while parsing, for the record
     unparseable: bool = False  # no header block could be read at all
 

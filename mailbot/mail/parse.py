@@ -1,0 +1,703 @@
+"""Raw bytes -> an immutable InboundMessage, and the dedupe key. Pure; never raises.
+
+How a message is read, cheapest safeguard first:
+
+1. Over ``max_bytes``: only the header block is parsed (defect ``oversize``); the body is never
+   looked at.
+2. A scan of the raw bytes bounds what the parsers would do. The stdlib feed parser checks every
+   line against every enclosing multipart boundary, so nesting depth x lines is its cost; when
+   that estimate is over budget only the header block is parsed.
+3. The stdlib parser (compat32, fed in chunks) builds the MIME tree. Content-Type and
+   Content-Disposition values are bounded as they are stored, because the stdlib's parameter
+   parser is quadratic in the number of ``;``. A RecursionError (thousands of nested
+   message/rfc822 levels) leaves the header block only.
+4. mail-parser reads the text of that tree. It is skipped for shapes it is slow on (huge or very
+   many header fields, thousands of parts). When it raises, the stdlib parser takes over
+   (policy.default, then the compat32 tree) with our own text extraction.
+5. Headers, addresses, attachments: our own code over the tree's raw values, everything capped.
+
+Every step is wrapped: whatever happens, the caller gets an InboundMessage whose ``defects``
+say what went wrong, and ``unparseable`` when not even a header block could be read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email import errors, policy
+from email.feedparser import BytesFeedParser
+from email.message import Message
+from email.parser import BytesParser
+from email.policy import Policy
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import mailparser
+from inscriptis import get_text
+
+from mailbot.mail.headers import (
+    MAX_HEADER_VALUE,
+    all_addresses,
+    clean,
+    decode_bytes,
+    decode_words,
+    fix_8bit,
+    header_text,
+    message_id,
+    message_ids,
+)
+from mailbot.mail.message import Address, Attachment, InboundMessage
+
+log = logging.getLogger("mailbot.parse")
+# mail-parser logs a warning for every part type it does not handle, and errors for broken
+# epilogues; our defects already say so, and its log lines would repeat reporter input.
+logging.getLogger("mailparser").setLevel(logging.CRITICAL)
+
+MAX_HEADER_FIELDS = 1000  # header fields kept in InboundMessage.headers
+MAX_HEADER_BLOCK = 1024 * 1024  # bytes of header block read at most
+MAX_HEADER_LINES = 10_000  # lines of header block read at most
+MAX_TEXT = 1024 * 1024  # characters of text_body
+MAX_HTML = 256 * 1024  # characters of HTML converted to text (inscriptis: ~0.7 s per MB)
+MAX_PARTS = 1000  # MIME parts examined
+MAX_DEPTH = 64  # MIME nesting levels examined
+MAX_REFERENCES = 100  # ids kept of References and of In-Reply-To (the last ones)
+MAX_ADDRESS_FIELDS = 10  # fields of one address header (From, To, ...) parsed
+MAX_DEFECTS = 50
+MAX_FILENAME = 255
+# Content-Type / Content-Disposition: longer values, or more parameters, are cut when stored.
+MAX_PARAM_FIELD = 8 * 1024
+MAX_PARAMS = 64
+# The feed parser's boundary checks: estimated nesting depth x lines it may cost.
+NESTING_BUDGET = 10_000_000
+MAX_BOUNDARY_DECLARATIONS = 64
+# Shapes that make mail-parser slow (it parses every address and Received field it sees).
+MAILPARSER_MAX_HEADER_BLOCK = 256 * 1024
+MAILPARSER_MAX_FIELD = 32 * 1024
+MAILPARSER_MAX_FIELDS = 500
+MAILPARSER_MAX_DELIMITERS = 2000
+
+_CHUNK = 64 * 1024
+_PARAM_FIELDS = frozenset({"content-type", "content-disposition"})
+_BODY_JUNK = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]+")
+_TAG = re.compile(r"<[^>]*>")
+_BOUNDARY_PARAM = re.compile(rb'boundary[ \t]*=[ \t]*(?:"([^"\r\n]{1,200})"|([^\s;"]{1,200}))')
+
+
+# ---------------------------------------------------------------------------------------------
+# Public API
+
+
+def parse_message(raw: bytes, *, max_bytes: int = 26_214_400) -> InboundMessage:
+    """Everything intake needs to know about one message. Never raises."""
+    defects = _Defects()
+    try:
+        return _parse(bytes(raw), max_bytes, defects)
+    except Exception as exc:  # the guards below should make this unreachable; be sure anyway
+        log.warning("parse failed (%s); reading the header block only", type(exc).__name__)
+        defects.add(f"parser failure ({type(exc).__name__})")
+    try:
+        return _header_only(bytes(raw), defects)
+    except Exception as exc:
+        defects.add(f"header block unreadable ({type(exc).__name__})")
+        return _empty(len(raw), defects)
+
+
+def header_block_sender(raw: bytes) -> Address | None:
+    """The single unambiguous From of the header block, if any. Never raises; skips the body."""
+    try:
+        return _header_only(bytes(raw), _Defects()).sender
+    except Exception:
+        return None
+
+
+# Fields that mail servers add on the way in, and mailbox software adds in storage. A copy of
+# a message delivered twice differs only in these; what the sender wrote never does.
+TRACE_FIELDS = frozenset(
+    {
+        *("return-path", "received", "x-received", "delivered-to", "x-delivered-to"),
+        *("x-original-to", "envelope-to", "x-envelope-from", "x-envelope-to", "x-rcpt-to"),
+        *("authentication-results", "x-original-authentication-results", "received-spf"),
+        *("x-google-smtp-source", "x-sieve", "x-sieve-redirected-from", "x-ham-report"),
+        # mbox and IMAP stores
+        *("status", "x-status", "x-keywords", "x-uid", "x-imap", "x-imapbase", "lines"),
+        "content-length",
+    }
+)
+TRACE_PREFIXES = (
+    *("arc-", "x-spam", "x-virus", "x-rspamd-", "x-amavis-", "x-forwarded-"),
+    *("x-ms-exchange-organization-", "x-microsoft-antispam", "x-forefront-antispam"),
+    *("x-mozilla-", "x-gm-", "x-gmail-"),
+)
+
+
+def dedupe_key(raw: bytes) -> str:
+    """Hex SHA-256 of the message as its sender wrote it. Never raises.
+
+    That is the raw bytes minus a leading mbox ``From `` line and minus every header field named
+    in TRACE_FIELDS or starting with one of TRACE_PREFIXES (case-insensitive), everything else
+    byte for byte: other fields in their order and folding, the blank line, the body. One pass,
+    no MIME parsing. Line endings and refolding in transit are not normalised.
+    """
+    try:
+        return _dedupe_key(raw)
+    except Exception:  # not bytes after all; still give a stable answer
+        return hashlib.sha256(repr(raw).encode("utf-8", "replace")).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# The trip through the parsers
+
+
+def _parse(raw: bytes, max_bytes: int, defects: _Defects) -> InboundMessage:
+    if len(raw) > max_bytes:
+        defects.add("oversize")
+        return _header_only(raw, defects)
+    shape = _Shape.of(raw)
+    if shape.header_block_cut:
+        return _header_only(raw, defects)
+    if shape.depth * shape.lines > NESTING_BUDGET:
+        defects.add(
+            f"multipart nesting too deep for its size (about {shape.depth} levels, "
+            f"{shape.lines} lines): body not parsed"
+        )
+        return _header_only(raw, defects)
+    try:
+        tree = _parse_tree(raw, policy.compat32)
+    except RecursionError:
+        defects.add("MIME nesting too deep: body not parsed")
+        return _header_only(raw, defects)
+    walk = _walk(tree, defects)
+    if not tree.keys():
+        defects.add("no header block")
+        text = "" if b"\x00" in raw[:65536] else _body_text(walk, defects)
+        return _build(len(raw), tree, text=text, walk=walk, defects=defects)
+    skip = shape.mailparser_unsuitable()
+    if skip:
+        defects.add(f"mail-parser skipped ({skip})")
+        text = _body_text(walk, defects)
+    else:
+        read = _text_with_mailparser(tree, defects)
+        text = read if read is not None else _text_with_stdlib(raw, walk, defects)
+    return _build(len(raw), tree, text=text, walk=walk, defects=defects)
+
+
+def _text_with_mailparser(tree: Message, defects: _Defects) -> str | None:
+    """The body text as mail-parser reads it; None when it fails."""
+    try:
+        mp = mailparser.MailParser(tree)
+        plain = [str(t) for t in mp.text_plain]
+        html = [str(t) for t in mp.text_html]
+        other = [str(t) for t in mp.text_not_managed]
+    except Exception as exc:
+        defects.add(f"mail-parser failed ({type(exc).__name__})")
+        return None
+    return _assemble(plain, html, other, defects)
+
+
+def _text_with_stdlib(raw: bytes, compat_walk: _Walk, defects: _Defects) -> str:
+    """policy.default first (it reads some broken structures better), then the compat32 tree."""
+    try:
+        walk = _walk(_parse_tree(raw, policy.default), _Defects())
+        defects.add("read with the standard library (policy.default)")
+    except Exception as exc:
+        defects.add(f"policy.default failed ({type(exc).__name__}); read with compat32")
+        walk = compat_walk
+    return _body_text(walk, defects)
+
+
+def _parse_tree(raw: bytes, pol: Policy[Any]) -> Message:
+    # Chunks, not BytesParser: that one makes a StringIO copy of the whole message.
+    parser: BytesFeedParser[Message] = BytesFeedParser(_BoundedMessage, policy=pol)
+    view = memoryview(raw)
+    for start in range(0, len(raw), _CHUNK):
+        parser.feed(bytes(view[start : start + _CHUNK]))
+    return parser.close()
+
+
+def _header_only(raw: bytes, defects: _Defects) -> InboundMessage:
+    end, cut = _bounded_header_end(raw)
+    if cut:
+        defects.add(
+            f"header block over {MAX_HEADER_BLOCK} bytes or {MAX_HEADER_LINES} lines: "
+            "the rest of the message not read"
+        )
+    parser = BytesParser(_BoundedMessage, policy=policy.compat32)
+    tree = parser.parsebytes(raw[:end], headersonly=True)
+    if not tree.keys():
+        defects.add("no header block")
+    walk = _Walk(part_types=[_content_type(tree)])
+    return _build(len(raw), tree, text="", walk=walk, defects=defects)
+
+
+def _empty(raw_size: int, defects: _Defects) -> InboundMessage:
+    return InboundMessage(
+        raw_size=raw_size,
+        from_=(),
+        from_header_count=0,
+        to=(),
+        cc=(),
+        reply_to=(),
+        subject="",
+        date=None,
+        message_id="",
+        in_reply_to=(),
+        references=(),
+        defects=defects.as_tuple(),
+        unparseable=True,
+    )
+
+
+class _ParametersTruncatedDefect(errors.HeaderDefect):
+    """A Content-Type or Content-Disposition was too long or had too many parameters."""
+
+
+class _BoundedMessage(Message):
+    """A stdlib Message that cuts Content-Type and Content-Disposition values as they are stored.
+
+    The stdlib re-parses these on every get_param()/get_filename()/get_content_charset(), in time
+    quadratic in the number of ``;``; mail-parser calls those for every part.
+    """
+
+    def set_raw(self, name: str, value: Any) -> None:
+        if isinstance(value, str) and name.lower() in _PARAM_FIELDS and _too_many_params(value):
+            value = _bound_params(value)
+            self.defects.append(_ParametersTruncatedDefect())
+        super().set_raw(name, value)
+
+
+def _too_many_params(value: str) -> bool:
+    return len(value) > MAX_PARAM_FIELD or value.count(";") > MAX_PARAMS
+
+
+def _bound_params(value: str) -> str:
+    value = value[:MAX_PARAM_FIELD]
+    pos = -1
+    for _ in range(MAX_PARAMS):
+        pos = value.find(";", pos + 1)
+        if pos == -1:
+            return value
+    return value[:pos]
+
+
+# ---------------------------------------------------------------------------------------------
+# The shape of the raw bytes, before any parser sees them
+
+
+@dataclass(frozen=True)
+class _Shape:
+    header_block: int  # bytes
+    header_block_cut: bool  # over MAX_HEADER_BLOCK or MAX_HEADER_LINES
+    fields: int  # header fields in the top-level block
+    longest_field: int  # bytes
+    delimiters: int  # lines starting with "--"
+    lines: int
+    depth: int  # upper estimate of multipart nesting
+
+    @classmethod
+    def of(cls, raw: bytes) -> _Shape:
+        end = _header_end(raw)
+        _, cut = _bounded_header_end(raw)
+        fields, longest = _field_stats(raw, min(end, MAILPARSER_MAX_HEADER_BLOCK + 1))
+        lines = max(raw.count(b"\n"), raw.count(b"\r"))
+        return cls(
+            header_block=end,
+            header_block_cut=cut,
+            fields=fields,
+            longest_field=longest,
+            delimiters=raw.count(b"\n--") + raw.count(b"\r--"),
+            lines=lines,
+            depth=_nesting_depth(raw, lines),
+        )
+
+    def mailparser_unsuitable(self) -> str:
+        """Why mail-parser would be too slow on this message, or ""."""
+        if self.header_block > MAILPARSER_MAX_HEADER_BLOCK:
+            return f"header block of {self.header_block} bytes"
+        if self.fields > MAILPARSER_MAX_FIELDS:
+            return f"{self.fields} header fields"
+        if self.longest_field > MAILPARSER_MAX_FIELD:
+            return f"a header field of {self.longest_field} bytes"
+        if self.delimiters > MAILPARSER_MAX_DELIMITERS:
+            return f"{self.delimiters} MIME delimiter lines"
+        return ""
+
+
+def _header_end(raw: bytes, start: int = 0) -> int:
+    """Where the header block that begins at ``start`` ends: at its first empty line.
+
+    The returned offset is just after the last header line's line ending; the empty line and
+    the body follow. Without an empty line, the whole message is header block.
+    """
+    if raw.startswith((b"\n", b"\r\n", b"\r"), start):
+        return start
+    if raw.find(b"\n", start, start + MAX_HEADER_BLOCK) == -1:
+        # No LF early on: CR-only line endings (old Mac), or a single line.
+        cr = raw.find(b"\r\r", start)
+        return cr + 1 if cr != -1 else len(raw)
+    ends = [p + 1 for p in (raw.find(b"\n\n", start), raw.find(b"\n\r\n", start)) if p != -1]
+    return min(ends) if ends else len(raw)
+
+
+def _bounded_header_end(raw: bytes, start: int = 0) -> tuple[int, bool]:
+    """The header block's end, cut to MAX_HEADER_BLOCK bytes and MAX_HEADER_LINES lines.
+
+    Returns the offset (always just after a line ending when cut) and whether it was cut.
+    """
+    end = _header_end(raw, start)
+    limit = min(end, start + MAX_HEADER_BLOCK)
+    newline = b"\n" if raw.find(b"\n", start, limit) != -1 else b"\r"
+    if limit == end and raw.count(newline, start, limit) <= MAX_HEADER_LINES:
+        return end, False
+    pos = start
+    for _ in range(MAX_HEADER_LINES):
+        found = raw.find(newline, pos, limit)
+        if found == -1:
+            break
+        pos = found + 1
+    return pos, True
+
+
+def _field_stats(raw: bytes, end: int) -> tuple[int, int]:
+    """How many header fields the first ``end`` bytes hold, and the longest one."""
+    fields = longest = current = 0
+    for line in raw[:end].splitlines(keepends=True):
+        if line[:1] in (b" ", b"\t") and fields:
+            current += len(line)
+        else:
+            fields += 1
+            current = len(line)
+        longest = max(longest, current)
+    return fields, longest
+
+
+def _nesting_depth(raw: bytes, lines: int) -> int:
+    """An upper estimate of how deep multiparts nest: boundaries declared and not yet closed."""
+    lowered = raw.lower()
+    declared = lowered.count(b"boundary")
+    if declared * lines <= NESTING_BUDGET:
+        return declared  # cheap enough whatever the nesting
+    if declared > MAX_BOUNDARY_DECLARATIONS:
+        return declared
+    events: list[tuple[int, int]] = []
+    pos = lowered.find(b"boundary")
+    while pos != -1:
+        m = _BOUNDARY_PARAM.match(lowered, pos)
+        if m:
+            group = 1 if m.group(1) is not None else 2
+            value = raw[m.start(group) : m.end(group)]  # boundaries are case-sensitive
+            close = raw.find(b"--" + value + b"--", m.end())
+            events += [(m.end(), 1), (close if close != -1 else len(raw), -1)]
+        pos = lowered.find(b"boundary", pos + 8)
+    depth = deepest = 0
+    for _, step in sorted(events):
+        depth += step
+        deepest = max(deepest, depth)
+    return deepest
+
+
+# ---------------------------------------------------------------------------------------------
+# Walking the MIME tree: part types, attachments, text parts, defects
+
+
+@dataclass
+class _Walk:
+    part_types: list[str] = field(default_factory=list)  # outside enclosed messages
+    attachments: list[Attachment] = field(default_factory=list)
+    plain: list[Message] = field(default_factory=list)
+    html: list[Message] = field(default_factory=list)
+    other: list[Message] = field(default_factory=list)  # unreadable multiparts, as text
+
+
+_ENCLOSED = ("message/rfc822", "message/global", "message/news")
+
+
+def _walk(root: Message, defects: _Defects) -> _Walk:
+    """Depth-first, iterative (a recursive walk is what deep nesting breaks), capped."""
+    walk = _Walk()
+    stack: list[tuple[Message, int, bool]] = [(root, 0, False)]
+    seen = 0
+    while stack:
+        part, depth, enclosed = stack.pop()
+        seen += 1
+        if seen > MAX_PARTS:
+            defects.add(f"over {MAX_PARTS} MIME parts: only the first {MAX_PARTS} examined")
+            break
+        ctype = _content_type(part)
+        if not enclosed:
+            walk.part_types.append(ctype)
+        for defect in part.defects:
+            defects.add(type(defect).__name__.lstrip("_"))
+        if part.is_multipart():
+            if depth >= MAX_DEPTH:
+                defects.add(f"MIME nesting over {MAX_DEPTH} levels: deeper parts not examined")
+            elif ctype.startswith("multipart/") or ctype in _ENCLOSED:
+                inner = enclosed or ctype in _ENCLOSED
+                children = [c for c in _children(part) if isinstance(c, Message)]
+                stack.extend((child, depth + 1, inner) for child in reversed(children))
+            continue
+        _leaf(part, ctype, walk, defects)
+    return walk
+
+
+def _children(part: Message) -> list[Any]:
+    payload = part.get_payload()
+    return payload if isinstance(payload, list) else []
+
+
+def _leaf(part: Message, ctype: str, walk: _Walk, defects: _Defects) -> None:
+    filename = _filename(part)
+    try:
+        disposition = part.get_content_disposition()
+    except Exception:
+        disposition = None
+    if disposition == "attachment" or filename:
+        walk.attachments.append(_attachment(part, ctype, filename, defects))
+    elif ctype == "text/plain":
+        walk.plain.append(part)
+    elif ctype == "text/html":
+        walk.html.append(part)
+    elif ctype.startswith("multipart/"):
+        walk.other.append(part)  # its boundary never came: the body is still its text
+    else:
+        walk.attachments.append(_attachment(part, ctype, filename, defects))
+
+
+def _attachment(part: Message, ctype: str, filename: str, defects: _Defects) -> Attachment:
+    data = _payload(part, defects)
+    return Attachment(
+        filename=filename,
+        content_type=ctype,
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
+
+
+def _payload(part: Message, defects: _Defects) -> bytes:
+    try:
+        data = part.get_payload(decode=True)
+    except Exception as exc:
+        defects.add(f"payload undecodable ({type(exc).__name__})")
+        return b""
+    return data if isinstance(data, bytes) else b""
+
+
+def _content_type(part: Message) -> str:
+    try:
+        return clean(part.get_content_type(), 100).lower() or "text/plain"
+    except Exception:
+        return "application/octet-stream"
+
+
+def _filename(part: Message) -> str:
+    """For display only: decoded, no controls, no path separators."""
+    try:
+        name = part.get_filename()
+    except Exception:
+        return ""
+    if not isinstance(name, str):
+        return ""
+    text = clean(decode_words(fix_8bit(name[: MAX_FILENAME * 4])), MAX_FILENAME)
+    return text.replace("/", "_").replace("\\", "_")
+
+
+# ---------------------------------------------------------------------------------------------
+# Body text
+
+
+def _body_text(walk: _Walk, defects: _Defects) -> str:
+    return _assemble(
+        [_leaf_text(p, defects) for p in walk.plain],
+        [_leaf_text(p, defects) for p in walk.html],
+        [_leaf_text(p, defects) for p in walk.other],
+        defects,
+    )
+
+
+def _leaf_text(part: Message, defects: _Defects) -> str:
+    # UTF-8 takes at most 4 bytes per character: more than this cannot survive the cap.
+    data = _payload(part, defects)[: MAX_TEXT * 4]
+    try:
+        charset = part.get_content_charset()
+    except Exception:
+        charset = None
+    text, problem = decode_bytes(data, charset)
+    if problem:
+        defects.add(problem)
+    return text
+
+
+def _assemble(plain: list[str], html: list[str], other: list[str], defects: _Defects) -> str:
+    """The plain parts; else the HTML parts as text; else whatever text there is."""
+    text = _join(plain)
+    if not text.strip() and html:
+        text = _html_to_text(_join(html), defects)
+    if not text.strip():
+        text = _join(other)
+    text = _BODY_JUNK.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+    if len(text) > MAX_TEXT:
+        defects.add(f"text body over {MAX_TEXT} characters: truncated")
+    return text[:MAX_TEXT]
+
+
+def _join(texts: list[str]) -> str:
+    out: list[str] = []
+    size = 0
+    for text in texts:
+        if not text.strip():
+            continue
+        out.append(text[: MAX_TEXT + 1 - size])
+        size += len(out[-1])
+        if size > MAX_TEXT:
+            break
+    return "\n\n".join(out)
+
+
+def _html_to_text(html: str, defects: _Defects) -> str:
+    if len(html) > MAX_HTML:
+        defects.add(f"HTML over {MAX_HTML} characters: only the start converted to text")
+        html = html[:MAX_HTML]
+    try:
+        return str(get_text(html))
+    except Exception as exc:
+        defects.add(f"HTML conversion failed ({type(exc).__name__})")
+        return _TAG.sub(" ", html)
+
+
+# ---------------------------------------------------------------------------------------------
+# Headers -> InboundMessage
+
+
+def _build(
+    raw_size: int, tree: Message, *, text: str, walk: _Walk, defects: _Defects
+) -> InboundMessage:
+    fields = [(name.strip().lower(), _as_str(value)) for name, value in tree.raw_items()]
+    from_values = _values(fields, "from")
+    from_, problems = all_addresses("from", from_values[:MAX_ADDRESS_FIELDS], strict=True)
+    to, to_problems = _addresses(fields, "to")
+    cc, cc_problems = _addresses(fields, "cc")
+    reply_to, rt_problems = _addresses(fields, "reply-to")
+    for problem in (*problems, *to_problems, *cc_problems, *rt_problems):
+        defects.add(problem)
+    if len(from_values) > 1:
+        defects.add(f"{len(from_values)} From header fields")
+    return InboundMessage(
+        raw_size=raw_size,
+        from_=from_,
+        from_header_count=len(from_values),
+        to=to,
+        cc=cc,
+        reply_to=reply_to,
+        subject=header_text(_first(fields, "subject")),
+        date=_date(_first(fields, "date"), defects),
+        message_id=message_id(_first(fields, "message-id")),
+        in_reply_to=_ids(fields, "in-reply-to"),
+        references=_ids(fields, "references"),
+        headers=_header_map(fields, defects),
+        content_type=_content_type(tree),
+        text_body=text,
+        attachments=tuple(walk.attachments),
+        part_types=tuple(walk.part_types),
+        defects=defects.as_tuple(),
+        unparseable=not fields,
+    )
+
+
+def _as_str(value: Any) -> str:
+    return value if isinstance(value, str) else str(value)
+
+
+def _values(fields: list[tuple[str, str]], name: str) -> list[str]:
+    return [value for key, value in fields if key == name]
+
+
+def _first(fields: list[tuple[str, str]], name: str) -> str:
+    for key, value in fields:
+        if key == name:
+            return value
+    return ""
+
+
+def _addresses(fields: list[tuple[str, str]], name: str) -> tuple[tuple[Address, ...], list[str]]:
+    return all_addresses(name, _values(fields, name)[:MAX_ADDRESS_FIELDS], strict=False)
+
+
+def _ids(fields: list[tuple[str, str]], name: str) -> tuple[str, ...]:
+    found: list[str] = []
+    for value in _values(fields, name):
+        found.extend(message_ids(value))
+    return tuple(found[-MAX_REFERENCES:])
+
+
+def _date(raw: str, defects: _Defects) -> datetime | None:
+    value = clean(raw, 200)
+    if not value:
+        return None
+    try:
+        when = parsedate_to_datetime(value)
+    except Exception:
+        defects.add("Date unparseable")
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def _header_map(fields: list[tuple[str, str]], defects: _Defects) -> dict[str, tuple[str, ...]]:
+    if len(fields) > MAX_HEADER_FIELDS:
+        defects.add(f"{len(fields)} header fields: only the first {MAX_HEADER_FIELDS} kept")
+    collected: dict[str, list[str]] = {}
+    for name, value in fields[:MAX_HEADER_FIELDS]:
+        collected.setdefault(clean(name, 100), []).append(header_text(value, MAX_HEADER_VALUE))
+    return {name: tuple(values) for name, values in collected.items()}
+
+
+class _Defects:
+    """What went wrong, in order, each once, capped."""
+
+    def __init__(self) -> None:
+        self._items: dict[str, None] = {}
+
+    def add(self, text: str) -> None:
+        if len(self._items) < MAX_DEFECTS:
+            self._items.setdefault(text, None)
+
+    def as_tuple(self) -> tuple[str, ...]:
+        return tuple(self._items)
+
+
+# ---------------------------------------------------------------------------------------------
+# Dedupe key
+
+
+def _dedupe_key(raw: bytes) -> str:
+    start = 0
+    if raw.startswith(b"From "):  # an mbox separator, written by the mail store
+        newline = raw.find(b"\n")
+        start = newline + 1 if newline != -1 else len(raw)
+    end, _ = _bounded_header_end(raw, start)  # the rest counts as body: still hashed
+    digest = hashlib.sha256()
+    for field_bytes in _header_fields(raw[start:end]):
+        if not _is_trace(field_bytes):
+            digest.update(field_bytes)
+    digest.update(memoryview(raw)[end:])
+    return digest.hexdigest()
+
+
+def _header_fields(block: bytes) -> list[bytes]:
+    """The fields of a header block, each with its continuation lines and line endings."""
+    fields: list[list[bytes]] = []
+    for line in block.splitlines(keepends=True):
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1].append(line)
+        else:
+            fields.append([line])
+    return [b"".join(lines) for lines in fields]
+
+
+def _is_trace(field_bytes: bytes) -> bool:
+    name, colon, _ = field_bytes.partition(b":")
+    if not colon:
+        return False
+    key = name.strip().lower().decode("ascii", "replace")
+    return key in TRACE_FIELDS or key.startswith(TRACE_PREFIXES)
