@@ -61,6 +61,7 @@ class ImapMailbox:
         # (uidvalidity, highest UID handed out) per folder, so that wait_for_news can tell at once
         # that mail arrived between the last fetch and the start of IDLE.
         self._handed_out: dict[str, tuple[int, int]] = {}
+        self._selected: tuple[str, bool, FolderState] | None = None  # folder, read-only, state
 
     # -- session ---------------------------------------------------------------------------------
 
@@ -116,11 +117,20 @@ class ImapMailbox:
     def close(self) -> None:
         """Log out, or at least drop the socket; never raises."""
         client, self._client = self._client, None
+        self._selected = None
         if client is None:
             return
         try:
             client.logout()
         except Exception:
+            with contextlib.suppress(Exception):
+                client.shutdown()
+
+    def _drop(self) -> None:
+        """Close the socket without a LOGOUT, which could wait out the timeout on a dead link."""
+        client, self._client = self._client, None
+        self._selected = None
+        if client is not None:
             with contextlib.suppress(Exception):
                 client.shutdown()
 
@@ -258,13 +268,17 @@ class ImapMailbox:
             if not isinstance(raw, bytes):
                 log.info("uid %d in %s vanished before it could be fetched", uid, folder)
                 continue
+            arrived = data.get(b"INTERNALDATE")
+            if not isinstance(arrived, datetime):
+                problem = imaplib.IMAP4.error(f"uid {uid} came without INTERNALDATE")
+                self._fail(f"UID FETCH in {folder}", problem)
             out.append(
                 FetchedMessage(
                     raw=raw,
                     folder=folder,
                     uidvalidity=uidvalidity,
                     uid=uid,
-                    internal_date=_as_utc(data.get(b"INTERNALDATE")),
+                    internal_date=_as_utc(arrived),
                 )
             )
         return out
@@ -282,23 +296,44 @@ class ImapMailbox:
         ``timeout`` (time to look), False when stopped.
         """
         deadline = time.monotonic() + timeout
-        state = self._select(folder)
+        state = self._still_selected(folder)
         if state is None:
-            _wait(stop, timeout)
-            return False
+            state = self._select(folder)
+            if state is None:
+                _wait(stop, timeout)
+                return False
+        elif self._news_pending(folder):
+            return True
         if self._arrived_since_fetch(folder, state):
             return True
         if self._idle_supported and self.settings.idle:
             return self._idle_until(folder, deadline, stop)
         return self._poll_until(folder, deadline, stop)
 
+    def _still_selected(self, folder: str) -> FolderState | None:
+        """The folder's state if this session has it open read-only already.
+
+        Staying in the folder matters: a new SELECT counts mail that arrived since the last IDLE
+        into its EXISTS answer, and IDLE would then never announce it.
+        """
+        if self._selected is None:
+            return None
+        name, readonly, state = self._selected
+        return state if name == folder and readonly else None
+
+    def _news_pending(self, folder: str) -> bool:
+        """NOOP: the server tells an open session what changed since its last command."""
+        with self._translated(f"NOOP on {folder}"):
+            _, responses = self._require().noop()
+        pending = self._take_exists()
+        return pending or _announces_new_mail(responses)
+
     def _arrived_since_fetch(self, folder: str, state: FolderState) -> bool:
         handed_out = self._handed_out.get(folder)
         if handed_out is None or handed_out[0] != state.uidvalidity:
             return False
-        if state.uidnext and state.uidnext <= handed_out[1] + 1:
-            return False
-        return bool(self._uids_after(folder, handed_out[1])) or self._take_exists()
+        found = bool(self._uids_after(folder, handed_out[1]))
+        return self._take_exists() or found
 
     def _idle_until(self, folder: str, deadline: float, stop: threading.Event | None) -> bool:
         client = self._require()
@@ -309,7 +344,8 @@ class ImapMailbox:
                 client.idle()
                 news = self._idle_check_until(client, renew_at, stop)
                 _, late = client.idle_done()
-            if news or _announces_new_mail(late):
+            late_news = self._take_exists() or _announces_new_mail(late)
+            if news or late_news:
                 log.debug("idle on %s: new mail announced", folder)
                 return True
         return False
@@ -333,18 +369,14 @@ class ImapMailbox:
         return False
 
     def _poll_until(self, folder: str, deadline: float, stop: threading.Event | None) -> bool:
-        client = self._require()
         while True:
             left = deadline - time.monotonic()
             if left > 0:
                 _wait(stop, min(NOOP_EVERY_SECONDS, left))
             if _stopped(stop):
                 return False
-            with self._translated(f"NOOP on {folder}"):
-                _, responses = client.noop()
-            if _announces_new_mail(responses) or self._take_exists():
+            if self._news_pending(folder) or time.monotonic() >= deadline:
                 return True
-            if time.monotonic() >= deadline:
                 return True
 
     def _take_exists(self) -> bool:
@@ -363,6 +395,7 @@ class ImapMailbox:
     def _select(self, folder: str, *, readonly: bool = True) -> FolderState | None:
         """SELECT/EXAMINE ``folder`` afresh (so UIDVALIDITY is current); None if it is missing."""
         client = self._require()
+        self._selected = None
         try:
             response = client.select_folder(folder, readonly=readonly)
         except imaplib.IMAP4.abort as exc:
@@ -384,11 +417,13 @@ class ImapMailbox:
             uidnext = response.get(b"UIDNEXT")
             if uidnext is None:  # optional in a SELECT answer before IMAP4rev2
                 uidnext = client.folder_status(folder, ["UIDNEXT"])[b"UIDNEXT"]
-            return FolderState(
+            state = FolderState(
                 uidvalidity=int(response[b"UIDVALIDITY"]),
                 uidnext=int(uidnext),
                 exists=int(response[b"EXISTS"]),
             )
+        self._selected = (folder, readonly, state)
+        return state
 
     @contextlib.contextmanager
     def _translated(self, action: str) -> Iterator[None]:
@@ -399,7 +434,7 @@ class ImapMailbox:
 
     def _fail(self, action: str, exc: BaseException) -> NoReturn:
         """Close the session and raise MailboxUnavailable naming what failed and why."""
-        self.close()
+        self._drop()
         reason = _reason(exc)
         if self.settings.password:  # no server should echo it, but a log line must never show it
             reason = reason.replace(self.settings.password, "***")
@@ -414,9 +449,7 @@ def _reason(exc: BaseException) -> str:
     return quoted.group(2) if quoted else text
 
 
-def _as_utc(value: object) -> datetime:
-    if not isinstance(value, datetime):
-        raise MailboxUnavailable(f"server sent no usable INTERNALDATE ({value!r})")
+def _as_utc(value: datetime) -> datetime:
     if value.tzinfo is None:  # only if normalise_times was left on; RFC 3501 dates carry a zone
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
@@ -444,7 +477,7 @@ def _stopped(stop: threading.Event | None) -> bool:
 
 
 def _wait(stop: threading.Event | None, seconds: float) -> None:
-    """Sleep, waking within a second of ``stop`` being set."""
+    """Sleep; with a stop event, wake as soon as it is set."""
     if seconds <= 0:
         return
     if stop is not None:

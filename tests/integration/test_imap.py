@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -305,6 +306,22 @@ def test_wait_for_news_reports_mail_that_arrived_since_the_last_fetch(
     assert mailbox.wait_for_news("INBOX", timeout=0.5) is False
 
 
+def test_a_watch_only_session_hears_of_mail_that_came_between_two_waits(
+    imap_account: ImapAccount, server: ImapTestServer
+) -> None:
+    # The daemon may keep one session for IDLE alone and read with another.
+    with ImapMailbox(imap_account.mailbox_settings()) as watcher:
+        later(0.3, lambda: server.deliver(imap_account, report(1)))
+        assert watcher.wait_for_news("INBOX", timeout=10) is True
+        server.deliver(imap_account, report(2))  # while the daemon handles the first one
+        started = time.monotonic()
+
+        assert watcher.wait_for_news("INBOX", timeout=8) is True
+
+        assert time.monotonic() - started < 2
+        assert watcher.wait_for_news("INBOX", timeout=1) is False
+
+
 def test_wait_for_news_stops_within_a_second_of_the_stop_event(mailbox: ImapMailbox) -> None:
     stop = threading.Event()
     later(0.3, stop.set)
@@ -383,6 +400,20 @@ def test_an_unreachable_server_raises_mailbox_unavailable(imap_account: ImapAcco
 
     with pytest.raises(MailboxUnavailable, match="refused"):
         mb.connect()
+
+
+def test_a_server_that_never_answers_times_out(imap_account: ImapAccount) -> None:
+    with socket.socket() as silent:  # accepts connections (the kernel does) and never speaks
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        mb = ImapMailbox(imap_account.mailbox_settings(port=port, timeout_seconds=1))
+        started = time.monotonic()
+
+        with pytest.raises(MailboxUnavailable, match="timed out"):
+            mb.connect()
+
+        assert time.monotonic() - started < 3
 
 
 def test_a_dropped_connection_raises_and_connect_again_works(
