@@ -69,19 +69,33 @@ def clean(value: str, limit: int = MAX_HEADER_VALUE) -> str:
     return _SPACES.sub(" ", _HEADER_JUNK.sub(" ", value)).strip()[:limit]
 
 
+def charset_problem(charset: str | None) -> str | None:
+    """A defect when Python has no text codec for a declared charset, else None."""
+    if not charset:
+        return None
+    try:
+        b"x".decode(_charset_name(charset))  # b"" would not even look the codec up
+    except LookupError:
+        return f"unknown charset {clean(charset, 40)!r}"
+    except Exception:
+        return None
+    return None
+
+
+def _charset_name(charset: str) -> str:
+    return charset.strip().strip('"').lower()
+
+
 def decode_bytes(data: bytes, charset: str | None) -> tuple[str, str | None]:
     """Text from bytes in a declared charset; unknown or failing charsets fall back.
 
     Returns the text and a defect (or None). An unknown charset is read as UTF-8 when the bytes
     are valid UTF-8, else as Latin-1, which never fails.
     """
-    problem = None
-    if charset:
-        name = charset.strip().strip('"').lower()
+    problem = charset_problem(charset)
+    if charset and not problem:
         try:
-            return data.decode(name, "replace"), None
-        except LookupError:
-            problem = f"unknown charset {clean(charset, 40)!r}"
+            return data.decode(_charset_name(charset), "replace"), None
         except Exception:  # a codec that breaks on its own input; not ours to fix
             problem = f"charset {clean(charset, 40)!r} failed"
     try:

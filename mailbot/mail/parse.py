@@ -41,6 +41,7 @@ from inscriptis import get_text
 from mailbot.mail.headers import (
     MAX_HEADER_VALUE,
     all_addresses,
+    charset_problem,
     clean,
     decode_bytes,
     decode_words,
@@ -118,6 +119,7 @@ def header_block_sender(raw: bytes) -> Address | None:
 TRACE_FIELDS = frozenset(
     {
         *("return-path", "received", "x-received", "delivered-to", "x-delivered-to"),
+        "delivery-date",
         *("x-original-to", "envelope-to", "x-envelope-from", "x-envelope-to", "x-rcpt-to"),
         *("authentication-results", "x-original-authentication-results", "received-spf"),
         *("x-google-smtp-source", "x-sieve", "x-sieve-redirected-from", "x-ham-report"),
@@ -431,6 +433,8 @@ def _walk(root: Message, defects: _Defects) -> _Walk:
         for defect in part.defects:
             defects.add(type(defect).__name__.lstrip("_"))
         if part.is_multipart():
+            if ctype in _ENCLOSED and any(_disposition(part)):
+                walk.attachments.append(_enclosed_attachment(part, ctype, defects))
             if depth >= MAX_DEPTH:
                 defects.add(f"MIME nesting over {MAX_DEPTH} levels: deeper parts not examined")
             elif ctype.startswith("multipart/") or ctype in _ENCLOSED:
@@ -447,18 +451,24 @@ def _children(part: Message) -> list[Any]:
     return payload if isinstance(payload, list) else []
 
 
-def _leaf(part: Message, ctype: str, walk: _Walk, defects: _Defects) -> None:
-    filename = _filename(part)
+def _disposition(part: Message) -> tuple[bool, str]:
+    """(Content-Disposition is attachment, the filename or "")."""
     try:
-        disposition = part.get_content_disposition()
+        attached = part.get_content_disposition() == "attachment"
     except Exception:
-        disposition = None
-    if disposition == "attachment" or filename:
+        attached = False
+    return attached, _filename(part)
+
+
+def _leaf(part: Message, ctype: str, walk: _Walk, defects: _Defects) -> None:
+    attached, filename = _disposition(part)
+    if attached or filename:
         walk.attachments.append(_attachment(part, ctype, filename, defects))
-    elif ctype == "text/plain":
-        walk.plain.append(part)
-    elif ctype == "text/html":
-        walk.html.append(part)
+    elif ctype in ("text/plain", "text/html"):
+        (walk.plain if ctype == "text/plain" else walk.html).append(part)
+        problem = charset_problem(_charset(part))
+        if problem:
+            defects.add(problem)
     elif ctype.startswith("multipart/"):
         walk.other.append(part)  # its boundary never came: the body is still its text
     else:
@@ -469,6 +479,21 @@ def _attachment(part: Message, ctype: str, filename: str, defects: _Defects) -> 
     data = _payload(part, defects)
     return Attachment(
         filename=filename,
+        content_type=ctype,
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
+
+
+def _enclosed_attachment(part: Message, ctype: str, defects: _Defects) -> Attachment:
+    """A forwarded message sent as an attachment: its bytes as the generator writes them."""
+    try:
+        data = b"".join(child.as_bytes() for child in _children(part) if isinstance(child, Message))
+    except Exception as exc:
+        defects.add(f"enclosed message unwritable ({type(exc).__name__})")
+        data = b""
+    return Attachment(
+        filename=_disposition(part)[1],
         content_type=ctype,
         size=len(data),
         sha256=hashlib.sha256(data).hexdigest(),
@@ -519,14 +544,17 @@ def _body_text(walk: _Walk, defects: _Defects) -> str:
 def _leaf_text(part: Message, defects: _Defects) -> str:
     # UTF-8 takes at most 4 bytes per character: more than this cannot survive the cap.
     data = _payload(part, defects)[: MAX_TEXT * 4]
-    try:
-        charset = part.get_content_charset()
-    except Exception:
-        charset = None
-    text, problem = decode_bytes(data, charset)
+    text, problem = decode_bytes(data, _charset(part))
     if problem:
         defects.add(problem)
     return text
+
+
+def _charset(part: Message) -> str | None:
+    try:
+        return part.get_content_charset()
+    except Exception:
+        return None
 
 
 def _assemble(plain: list[str], html: list[str], other: list[str], defects: _Defects) -> str:
