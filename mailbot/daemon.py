@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from mailbot.app import App, idle_watch
+from mailbot.deadlines.watch import digest_due
 from mailbot.errors import MailbotError, TemporaryError
 
 log = logging.getLogger("mailbot.daemon")
@@ -103,6 +104,7 @@ class Daemon:
         async with self.busy["deadlines"]:
             try:
                 queued = await asyncio.to_thread(self.app.watch_deadlines)
+                queued += await asyncio.to_thread(digest_due, self.app, self.app.clock.now())
             except TemporaryError as exc:
                 log.warning("deadline watch failed: %s", exc)
                 return

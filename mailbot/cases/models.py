@@ -56,12 +56,14 @@ class Base(DeclarativeBase):
 
 class Case(Base):
     __tablename__ = "cases"
-    # The deadline watch asks "cases in this status whose running deadline falls in this range";
-    # one (status, due) index per deadline answers that without reading other cases.
+    # The deadline watch asks "cases in this status, not yet reminded this far, whose running
+    # deadline falls in this range": one index per deadline answers that without reading the
+    # cases it is done with, however many overdue cases it has already escalated.
+    # ``cases list --at-risk/--overdue`` use the same indexes for (status, due).
     __table_args__ = (
-        Index("ix_cases_status_ack_due", "status", "ack_due"),
-        Index("ix_cases_status_assessment_due", "status", "assessment_due"),
-        Index("ix_cases_status_resolution_due", "status", "resolution_due"),
+        Index("ix_cases_watch_ack", "status", "reminder_rank", "ack_due"),
+        Index("ix_cases_watch_assessment", "status", "reminder_rank", "assessment_due"),
+        Index("ix_cases_watch_resolution", "status", "reminder_rank", "resolution_due"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -87,6 +89,9 @@ class Case(Base):
     duplicate_of: Mapped[str | None] = mapped_column(String(40))
     cve: Mapped[list[str]] = mapped_column(default=list)
     credit: Mapped[str | None] = mapped_column(String(200))
+    # How far the deadline watch has got with this case (mailbot.deadlines.watch.reminder_rank):
+    # 0 = no reminder yet; it only grows, in the transaction that adds a ``reminders`` row.
+    reminder_rank: Mapped[int] = mapped_column(default=0, server_default="0")
 
     messages: Mapped[list[Message]] = relationship(
         back_populates="case", order_by="Message.id", lazy="raise_on_sql"

@@ -16,9 +16,10 @@ queues the mail.
   are written in one transaction. The row goes in inside a savepoint, so when another instance got
   there first, its unique constraint refuses ours (on PostgreSQL after waiting for the other
   transaction to end) and we skip that reminder alone.
-- **Fast**: only candidates are read: per deadline, cases in its status whose due column is in the
-  past or inside the at-risk horizon, and not yet reminded for that stage. The (status, due) indexes
-  on ``cases`` and the unique index on ``reminders`` serve these queries.
+- **Fast**: only candidates are read: per deadline, cases in its status, not yet reminded for that
+  stage, whose due is in the past or inside the at-risk horizon. ``cases.reminder_rank`` records
+  how far the watch has got with a case, so one (status, reminder_rank, due) index per deadline
+  finds the candidates without touching the cases already escalated, however many pile up.
 
 Each case keeps the deadline it was promised: the due values are computed once, when the clock
 starts (see the intake and the case service), so a later policy change only affects new clocks.
@@ -29,10 +30,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, and_, exists, func, select
+from sqlalchemy import ColumnElement, and_, func, select, update
 from sqlalchemy import case as sql_case
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute, Session
@@ -61,6 +62,7 @@ __all__ = [
     "digest_due",
     "overdue_case_ids",
     "reminder_may_go",
+    "reminder_rank",
     "running_deadline",
     "stage_at",
     "watch",
@@ -156,6 +158,17 @@ def at_risk_horizon(
 # ---------------------------------------------------------------------------------------------
 # Candidate selection (SQL)
 
+_DEADLINE_ORDER = (ACK, ASSESSMENT, RESOLUTION)
+_STAGE_ORDER = (AT_RISK, OVERDUE)
+
+
+def reminder_rank(deadline: str, stage: str) -> int:
+    """The place of a reminder in a case's life: ack at-risk 1, ack overdue 2, ... resolution
+    overdue 6. A case only ever moves forward through its deadlines (reopening returns it to the
+    furthest status it had reached), so ``cases.reminder_rank`` (the highest rank reminded) only
+    grows, and every reminder still to come for the running deadline ranks above it."""
+    return 1 + 2 * _DEADLINE_ORDER.index(deadline) + _STAGE_ORDER.index(stage)
+
 
 @dataclass(frozen=True)
 class _Candidate:
@@ -173,9 +186,10 @@ def _due_window(
 
 
 def _not_reminded(name: str, stage: str) -> ColumnElement[bool]:
-    return ~exists().where(
-        Reminder.case_id == Case.id, Reminder.deadline == name, Reminder.stage == stage
-    )
+    # An IN list rather than "<": the (status, reminder_rank, due) index then serves the due
+    # range too. The rank is a filter only; the reminders table's unique constraint stays the
+    # guarantee (see _queue_reminder).
+    return Case.reminder_rank.in_(range(reminder_rank(name, stage)))
 
 
 def _candidates(
@@ -230,29 +244,35 @@ def overdue_case_ids(session: Session, now: datetime) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 # The watch
 
+# Reminders committed per transaction: a backlog (the first run over an imported archive) never
+# holds one long transaction, and the outbox can start sending while the watch goes on.
+BATCH_SIZE = 100
+
 
 def watch(app: App, now: datetime) -> int:
     """Queue the reminders and escalations due at ``now``; return how many were queued."""
     calendar, settings = app.calendar, app.settings
     stages = [s for s in (OVERDUE, AT_RISK) if reminder_may_go(s, now, calendar)]
-    queued = 0
     with app.db.session() as session:
         candidates = _candidates(
             session, calendar, settings.policy, now, stages, unreminded_only=True
         )
-        if not candidates:
-            return 0
-        recipients = oncall_recipients(settings, calendar, now)
-        if not recipients:
-            log.error(
-                "%d reminder(s) due but nobody to send them to: set [oncall] addresses "
-                "or rotation, or [team] addresses",
-                len(candidates),
-            )
-            return 0
-        for candidate in candidates:
-            if _queue_reminder(app, session, candidate, recipients, now):
-                queued += 1
+    if not candidates:
+        return 0
+    recipients = oncall_recipients(settings, calendar, now)
+    if not recipients:
+        log.error(
+            "%d reminder(s) due but nobody to send them to: set [oncall] addresses "
+            "or rotation, or [team] addresses",
+            len(candidates),
+        )
+        return 0
+    queued = 0
+    for first in range(0, len(candidates), BATCH_SIZE):
+        with app.db.session() as session:
+            for candidate in candidates[first : first + BATCH_SIZE]:
+                if _queue_reminder(app, session, candidate, recipients, now):
+                    queued += 1
     if queued:
         log.info("queued %d reminder(s) for %s", queued, ", ".join(recipients))
     return queued
@@ -281,6 +301,7 @@ def _queue_reminder(
     except Exception:  # one case whose mail cannot be built must not hold up the others
         log.exception("cannot build the %s %s reminder for %s", deadline.name, stage, case_.id)
         return False
+    rank = reminder_rank(deadline.name, stage)
     try:
         with session.begin_nested():
             session.add(
@@ -293,13 +314,16 @@ def _queue_reminder(
                     created_at=now,
                 )
             )
+            # The unique constraint speaks here: another instance's row makes this one fail.
             session.flush()
+            _raise_rank(session, case_.id, rank)
             enqueue(session, mail, now)
             session.flush()
     except IntegrityError:
-        log.debug(
-            "%s %s %s was already reminded (another instance)", case_.id, deadline.name, stage
-        )
+        # Another instance queued it first (and raised the rank in the same transaction), or the
+        # rank lagged behind the reminders table: catch it up so the case is skipped next time.
+        log.debug("%s: %s %s was already queued", case_.id, deadline.name, stage)
+        _raise_rank(session, case_.id, rank)
         return False
     log.info(
         "%s: %s %s for the %s deadline due %s",
@@ -310,6 +334,11 @@ def _queue_reminder(
         deadline.due.isoformat(),
     )
     return True
+
+
+def _raise_rank(session: Session, case_id: str, rank: int) -> None:
+    stmt = update(Case).where(Case.id == case_id, Case.reminder_rank < rank)
+    session.execute(stmt.values(reminder_rank=rank))
 
 
 def _report_message_id(session: Session, case_id: str) -> str | None:
@@ -358,7 +387,9 @@ def digest_due(app: App, now: datetime) -> int:
             log.error("the digest is due but nobody is on call: set [oncall] or [team] addresses")
             return 0
         entries, total = open_cases_by_deadline(session, calendar, settings.policy, now)
-        mail = _build_digest(app, day, entries, total, recipients, now)
+        mail = digest(
+            app.writer, day=day, entries=entries, total=total, recipients=recipients, now=now
+        )
         if not _enqueue_once(session, mail, now):
             return 0
     log.info(
@@ -368,17 +399,6 @@ def digest_due(app: App, now: datetime) -> int:
         ", ".join(recipients),
     )
     return 1
-
-
-def _build_digest(
-    app: App,
-    day: date,
-    entries: list[DigestEntry],
-    total: int,
-    recipients: list[str],
-    now: datetime,
-) -> OutgoingMail:
-    return digest(app.writer, day=day, entries=entries, total=total, recipients=recipients, now=now)
 
 
 def _enqueue_once(session: Session, mail: OutgoingMail, now: datetime) -> bool:

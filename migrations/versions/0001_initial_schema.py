@@ -48,6 +48,7 @@ def upgrade() -> None:
         sa.Column("duplicate_of", sa.String(length=40), nullable=True),
         sa.Column("cve", sa.JSON(), nullable=False),
         sa.Column("credit", sa.String(length=200), nullable=True),
+        sa.Column("reminder_rank", sa.Integer(), server_default="0", nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("cases", schema=None) as batch_op:
@@ -60,6 +61,15 @@ def upgrade() -> None:
             batch_op.f("ix_cases_resolution_due"), ["resolution_due"], unique=False
         )
         batch_op.create_index(batch_op.f("ix_cases_status"), ["status"], unique=False)
+        batch_op.create_index(
+            "ix_cases_watch_ack", ["status", "reminder_rank", "ack_due"], unique=False
+        )
+        batch_op.create_index(
+            "ix_cases_watch_assessment", ["status", "reminder_rank", "assessment_due"], unique=False
+        )
+        batch_op.create_index(
+            "ix_cases_watch_resolution", ["status", "reminder_rank", "resolution_due"], unique=False
+        )
 
     op.create_table(
         "mailbox_cursors",
