@@ -9,6 +9,7 @@ gives the same id and the outbox keeps one.
 from __future__ import annotations
 
 import hashlib
+from email.utils import parseaddr
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -33,6 +34,12 @@ class Writer:
     settings: Settings
     calendar: BusinessCalendar
     token_key: bytes
+
+    @property
+    def team_name(self) -> str:
+        """The display name of ``smtp.from``, else its address."""
+        name, addr = parseaddr(self.settings.smtp.from_address)
+        return name or addr
 
     @property
     def domain(self) -> str:
@@ -97,7 +104,7 @@ def receipt(writer: Writer, case: Case, msg: InboundMessage, dedupe: str,
             "ack_due_local": writer.local_time(case.ack_due),
             "ack_business_days": policy.ack_business_days,
             "assessment_business_days": policy.assessment_business_days,
-            "team_name": writer.settings.smtp.from_address,
+            "team_name": writer.team_name,
         },
         case_id=case.id,
         kind="receipt",

@@ -69,8 +69,9 @@ def settings(
         mailbox=mailbox,
         smtp=smtp,
         database=DatabaseSettings(url=database_url or f"sqlite:///{tmp_path / 'mailbot.db'}"),
-        team=TeamSettings(addresses=("alice@team.example.test",), domains=(TEAM_DOMAIN,),
-                          authserv_id=AUTHSERV_ID),
+        team=TeamSettings(
+            addresses=("alice@team.example.test",), domains=(TEAM_DOMAIN,), authserv_id=AUTHSERV_ID
+        ),
         policy=dataclasses.replace(PolicySettings(timezone="Europe/Amsterdam"), **policy),
         oncall=OncallSettings(addresses=("oncall@team.example.test",)),
         secrets=SecretsSettings(token_key=b"test-token-key"),

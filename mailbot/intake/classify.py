@@ -66,7 +66,9 @@ class Classification:
 
 def classify(msg: InboundMessage, folder: str, settings: Settings) -> Classification:
     in_sent = bool(settings.mailbox.sent_folder) and folder == settings.mailbox.sent_folder
-    own = rules.is_our_own(msg, own_address=settings.own_address)
+    # The team replying from the shared mailbox writes From: security@ itself; in Sent only our
+    # loop header tells mailbot's own copies apart.
+    own = rules.is_our_own(msg, own_address="" if in_sent else settings.own_address)
     return Classification(
         automatic=rules.is_automatic(msg),
         own=own,

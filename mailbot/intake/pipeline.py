@@ -75,9 +75,9 @@ def process(session: Session, fetched: FetchedMessage, intake: Intake) -> Outcom
         case = _open_case(session, msg, fetched, facts, where, intake)
         outcome = Outcome.OPENED
     else:
-        case = service.get_case(session, where.case_id, for_update=True)
-        assert case is not None  # correlate only names cases that exist
-        outcome = Outcome.ADDED
+        existing = service.get_case(session, where.case_id, for_update=True)
+        assert existing is not None  # correlate only names cases that exist
+        case, outcome = existing, Outcome.ADDED
     message = _record_message(session, case, msg, fetched, facts, where, key, raw_id, outcome)
     _apply_team_message(session, case, msg, facts, message, intake)
     if outcome is Outcome.OPENED:

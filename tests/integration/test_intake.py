@@ -20,8 +20,9 @@ from tests.servers.smtp_sink import SmtpSink
 
 @pytest.fixture
 def bot(tmp_path: Path, imap_account: ImapAccount, smtp_sink: SmtpSink) -> App:
-    app = factories.app(factories.settings(
-        tmp_path, imap_account.mailbox_settings(), smtp_sink.smtp_settings()))
+    app = factories.app(
+        factories.settings(tmp_path, imap_account.mailbox_settings(), smtp_sink.smtp_settings())
+    )
     yield app
     app.close()
 
@@ -51,9 +52,12 @@ def test_twenty_reports_become_twenty_cases_with_one_threaded_receipt_each(
     sent = {}
     for i in range(20):
         mid = f"<report-{i}@reporter.example>"
-        deliver(imap_account, factories.message(
-            sender=f"Reporter {i} <r{i}@reporter.example>", subject=f"Bug {i}",
-            message_id=mid))
+        deliver(
+            imap_account,
+            factories.message(
+                sender=f"Reporter {i} <r{i}@reporter.example>", subject=f"Bug {i}", message_id=mid
+            ),
+        )
         sent[f"r{i}@reporter.example"] = mid
 
     report = run_once(bot)
@@ -84,8 +88,10 @@ def test_twenty_reports_become_twenty_cases_with_one_threaded_receipt_each(
 AUTOMATIC = {
     "out-of-office": {"Auto-Submitted": "auto-replied", "Subject": None},
     "precedence-bulk": {"Precedence": "bulk"},
-    "mailing-list": {"List-Id": "<announce.lists.example>",
-                     "List-Unsubscribe": "<mailto:leave@lists.example>"},
+    "mailing-list": {
+        "List-Id": "<announce.lists.example>",
+        "List-Unsubscribe": "<mailto:leave@lists.example>",
+    },
 }
 
 
@@ -130,8 +136,12 @@ def test_delivery_status_notification_gets_no_receipt(
 def test_mail_from_our_own_address_gets_no_receipt(
     bot: App, imap_account: ImapAccount, smtp_sink: SmtpSink
 ) -> None:
-    deliver(imap_account, factories.message(sender=bot.settings.smtp.from_address,
-                                            subject="a copy of something we sent"))
+    deliver(
+        imap_account,
+        factories.message(
+            sender=bot.settings.smtp.from_address, subject="a copy of something we sent"
+        ),
+    )
 
     run_once(bot)
 
@@ -171,8 +181,12 @@ def test_two_different_messages_reusing_a_message_id_are_two_cases(
     bot: App, imap_account: ImapAccount
 ) -> None:
     deliver(imap_account, factories.message(message_id="<reused@x>", body="first\n"))
-    deliver(imap_account, factories.message(message_id="<reused@x>", body="second\n",
-                                            sender="other@reporter.example"))
+    deliver(
+        imap_account,
+        factories.message(
+            message_id="<reused@x>", body="second\n", sender="other@reporter.example"
+        ),
+    )
 
     run_once(bot)
 
@@ -223,7 +237,8 @@ def test_receipts_wait_while_smtp_is_down_and_go_out_when_it_is_back(
 
     assert back.outbox.sent == 3
     assert {m.rcpt_tos[0] for m in smtp_sink.wait_for(3)} == {
-        f"r{i}@reporter.example" for i in range(3)}
+        f"r{i}@reporter.example" for i in range(3)
+    }
 
 
 def test_a_message_that_breaks_intake_is_retried_then_quarantined_and_the_rest_go_on(
