@@ -200,7 +200,7 @@ def settings_from_mapping(
         policy=_policy(r),
         oncall=_oncall(r),
         secrets=_secrets(r),
-        templates=TemplateSettings(directory=r.text("templates.directory", "")),
+        templates=TemplateSettings(directory=r.text("templates.directory", "", allow_empty=True)),
         source=source,
     )
 

@@ -1,0 +1,166 @@
+"""The operator's interface: commands, exit statuses, and the stable --json contract."""
+
+from __future__ import annotations
+
+import json
+import mailbox
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mailbot.cli import main
+from tests import factories
+from tests.servers.dovecot import ImapAccount
+from tests.servers.smtp_sink import SmtpSink
+
+CASE_KEYS = {"id", "status", "reporter", "subject", "received_at", "ack_due", "acknowledged_at",
+             "assessment_due", "assessed_at", "message_count", "flags"}
+MESSAGE_KEYS = {"direction", "kind", "from", "to", "message_id", "date"}
+
+
+def write_config(tmp_path: Path, *, imap_port: int = 1, smtp_port: int = 1,
+                 username: str = "security@example.test", extra: str = "") -> Path:
+    config = tmp_path / "mailbot.toml"
+    config.write_text(f"""
+[mailbox]
+host = "127.0.0.1"
+port = {imap_port}
+security = "none"
+username = "{username}"
+password_env = "TEST_IMAP_PASSWORD"
+poll_seconds = 1
+[smtp]
+host = "127.0.0.1"
+port = {smtp_port}
+security = "none"
+from = "Example Security <security@example.test>"
+[database]
+url = "sqlite:///{tmp_path / 'cli.db'}"
+[team]
+addresses = ["alice@team.example.test"]
+authserv_id = "mx.example.test"
+[policy]
+timezone = "Europe/Amsterdam"
+[oncall]
+addresses = ["oncall@team.example.test"]
+{extra}
+""")
+    return config
+
+
+def test_a_cli_typo_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["cases", "lsit"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert "invalid choice" in err
+    assert "Traceback" not in err
+
+
+def test_a_bad_config_names_the_key_and_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TEST_IMAP_PASSWORD", "x")
+    config = write_config(tmp_path, extra="timezone_typo = 1")
+    config.write_text(config.read_text().replace('timezone = "Europe/Amsterdam"',
+                                                 'timezone = "Mars/Base"'))
+    assert main(["--config", str(config), "cases", "list"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("mailbot: config error: ")
+    assert len(err.splitlines()) == 1
+
+
+def test_an_unknown_case_id_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TEST_IMAP_PASSWORD", "x")
+    config = write_config(tmp_path)
+    assert main(["--config", str(config), "migrate"]) == 0
+    assert main(["--config", str(config), "cases", "show", "SEC-1999-0001"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("mailbot: error: no case 'SEC-1999-0001'; `mailbot cases list` shows the ids")
+
+
+def test_cases_commands_ask_for_a_migrated_database(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TEST_IMAP_PASSWORD", "x")
+    config = write_config(tmp_path)
+    assert main(["--config", str(config), "cases", "list"]) == 2
+    assert "run: mailbot migrate" in capsys.readouterr().err
+
+
+def test_run_once_then_cases_list_and_show_speak_the_json_contract(
+    tmp_path: Path, imap_account: ImapAccount, smtp_sink: SmtpSink,
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TEST_IMAP_PASSWORD", imap_account.password)
+    config = write_config(tmp_path, imap_port=imap_account.imap_port, smtp_port=smtp_sink.port,
+                          username=imap_account.username)
+    assert imap_account.server is not None
+    imap_account.server.deliver(imap_account, factories.message(message_id="<cli-1@r.example>"))
+
+    assert main(["--config", str(config), "run", "--once"]) == 0
+    assert "1 new cases" in capsys.readouterr().out
+
+    assert main(["--config", str(config), "cases", "list", "--json"]) == 0
+    [case] = json.loads(capsys.readouterr().out)
+    assert CASE_KEYS <= set(case)
+    assert case["status"] == "new"
+    assert case["message_count"] == 2
+    assert case["received_at"].endswith("+00:00")
+
+    assert main(["--config", str(config), "cases", "show", case["id"], "--json"]) == 0
+    detail = json.loads(capsys.readouterr().out)
+    assert CASE_KEYS <= set(detail)
+    assert [m["direction"] for m in detail["messages"]] == ["in", "out"]
+    for m in detail["messages"]:
+        assert MESSAGE_KEYS <= set(m)
+    assert detail["messages"][0]["message_id"] == "<cli-1@r.example>"
+    assert [e["action"] for e in detail["events"]][0] == "opened"
+
+    assert main(["--config", str(config), "cases", "ack", case["id"]]) == 0
+    assert capsys.readouterr().out.strip() == f"{case['id']}: acknowledged"
+    assert main(["--config", str(config), "cases", "list", "--status", "acknowledged",
+                 "--json"]) == 0
+    [acked] = json.loads(capsys.readouterr().out)
+    assert acked["acknowledged_at"] is not None
+    assert acked["assessment_due"] is not None
+
+
+def test_ingest_reads_eml_and_mbox_files_and_twice_changes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TEST_IMAP_PASSWORD", "x")
+    config = write_config(tmp_path)
+    eml = tmp_path / "one.eml"
+    eml.write_bytes(factories.message(sender="a@r.example"))
+    box = mailbox.mbox(tmp_path / "more.mbox")
+    for i in range(3):
+        box.add(factories.message(sender=f"b{i}@r.example"))
+    box.close()
+
+    assert main(["--config", str(config), "ingest", str(eml), str(tmp_path / "more.mbox")]) == 0
+    assert capsys.readouterr().out.strip() == "4 opened"
+    assert main(["--config", str(config), "ingest", str(eml)]) == 0
+    assert capsys.readouterr().out.strip() == "1 duplicate"
+
+
+def test_ingest_of_a_missing_file_is_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TEST_IMAP_PASSWORD", "x")
+    config = write_config(tmp_path)
+    assert main(["--config", str(config), "ingest", str(tmp_path / "nope.eml")]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_help_runs_as_a_console_command() -> None:
+    done = subprocess.run([sys.executable, "-m", "mailbot", "--help"], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0
+    for command in ("run", "migrate", "check", "ingest", "cases", "deadlines", "demo"):
+        assert command in done.stdout
