@@ -1,0 +1,210 @@
+"""The SMTP edge: one connection per batch, aiosmtplib's errors translated into mailbot's.
+
+    async with transport.connection() as smtp:      # SmtpTemporaryError if it cannot connect
+        for row in batch:
+            await smtp.send(envelope_from, recipients, data)
+
+``send`` raises ``SmtpPermanentError`` (5xx: this message will never go) or
+``SmtpTemporaryError`` (4xx, timeout, lost connection: try again later). ``code`` is the SMTP reply
+code, or None when there was no reply at all; after such a connection-level failure, and after
+421, the connection is gone and every further ``send`` on it raises ``SmtpTemporaryError`` at once
+without touching the network, so the caller ends the batch and opens a new connection next time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Protocol
+
+import aiosmtplib
+
+from mailbot.config import SmtpSettings
+from mailbot.errors import SmtpPermanentError, SmtpTemporaryError
+
+log = logging.getLogger("mailbot.smtp")
+
+# aiosmtplib's own errors for a peer that vanished or never answered, plus the OS-level ones.
+_CONNECTION_ERRORS = (
+    aiosmtplib.SMTPServerDisconnected,
+    aiosmtplib.SMTPConnectError,
+    aiosmtplib.SMTPTimeoutError,
+    TimeoutError,
+    ConnectionError,
+    OSError,
+)
+
+
+class Connection(Protocol):
+    """One open session with a mail relay."""
+
+    async def send(self, envelope_from: str, recipients: list[str], data: bytes) -> None:
+        """Deliver ``data`` to ``recipients``; ``envelope_from=""`` is the null path ``<>``."""
+        ...
+
+
+class Transport(Protocol):
+    """Something that can open a Connection for a batch of messages."""
+
+    def connection(self) -> AbstractAsyncContextManager[Connection]: ...
+
+
+class SmtpTransport:
+    """The Transport that speaks SMTP to the relay in ``[smtp]``."""
+
+    def __init__(self, settings: SmtpSettings) -> None:
+        self._settings = settings
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[SmtpConnection]:
+        """Connect, secure and log in; always QUIT or close on the way out."""
+        s = self._settings
+        client = aiosmtplib.SMTP(
+            hostname=s.host,
+            port=s.port,
+            timeout=s.timeout_seconds,
+            use_tls=s.security == "tls",
+            # True insists on STARTTLS (an error when it is not offered); False never tries it.
+            start_tls=s.security == "starttls",
+            validate_certs=s.verify_tls,
+            username=s.username or None,
+            password=(s.password or None) if s.username else None,
+        )
+        await _connect(client, s)
+        conn = SmtpConnection(client, f"{s.host}:{s.port}")
+        try:
+            yield conn
+        finally:
+            await conn.close()
+
+
+async def _connect(client: aiosmtplib.SMTP, s: SmtpSettings) -> None:
+    where = f"{s.host}:{s.port}"
+    try:
+        await client.connect()
+    except aiosmtplib.SMTPAuthenticationError as exc:
+        # Not the message's fault: it stays queued until the operator fixes the credentials.
+        client.close()
+        raise SmtpTemporaryError(
+            f"SMTP login as {s.username!r} refused by {where} ({exc.code} {exc.message}); "
+            "check smtp.username and the password",
+            code=exc.code,
+        ) from exc
+    except aiosmtplib.SMTPResponseException as exc:
+        client.close()
+        raise SmtpTemporaryError(
+            f"SMTP server {where} refused the session: {exc.code} {exc.message}", code=exc.code
+        ) from exc
+    except (aiosmtplib.SMTPException, *_CONNECTION_ERRORS) as exc:
+        # Also "STARTTLS not supported", "no AUTH mechanism", certificate failures.
+        client.close()
+        raise SmtpTemporaryError(f"cannot connect to SMTP server {where}: {exc}") from exc
+    log.info(
+        "connected to %s (security %s%s)",
+        where,
+        s.security,
+        f", as {s.username}" if s.username else "",
+    )
+
+
+class SmtpConnection:
+    """An open SMTP session; ``send`` may be called many times."""
+
+    def __init__(self, client: aiosmtplib.SMTP, where: str) -> None:
+        self._client = client
+        self._where = where
+        self._lost: str | None = None
+
+    @property
+    def usable(self) -> bool:
+        """False once the connection failed; every later ``send`` raises SmtpTemporaryError."""
+        return self._lost is None and self._client.is_connected
+
+    async def send(self, envelope_from: str, recipients: list[str], data: bytes) -> None:
+        if not self.usable:
+            raise SmtpTemporaryError(
+                f"SMTP connection to {self._where} was lost earlier in this batch"
+                + (f" ({self._lost})" if self._lost else "")
+            )
+        if not recipients:
+            raise SmtpPermanentError("a message without recipients cannot be sent")
+        try:
+            await self._transaction(envelope_from, recipients, data)
+        except (SmtpTemporaryError, SmtpPermanentError):
+            raise
+        except ValueError as exc:
+            # aiosmtplib refuses (before sending) an address that is not ASCII or could not go
+            # safely on a command line; a transaction may already be open.
+            await self._reset()
+            raise SmtpPermanentError(f"unusable envelope address: {exc}") from exc
+        except aiosmtplib.SMTPResponseException as exc:
+            await self._reset()
+            what = "SMTP server refused the message"
+            raise self._reply_error(what, exc.code, exc.message) from exc
+        except (aiosmtplib.SMTPException, *_CONNECTION_ERRORS) as exc:
+            self._mark_lost(str(exc) or type(exc).__name__)
+            raise SmtpTemporaryError(
+                f"SMTP connection to {self._where} failed: {exc or type(exc).__name__}"
+            ) from exc
+        log.debug(
+            "sent %d bytes to %d recipient(s) via %s", len(data), len(recipients), self._where
+        )
+
+    async def _transaction(self, envelope_from: str, recipients: list[str], data: bytes) -> None:
+        client = self._client
+        options = [f"SIZE={len(data)}"] if client.supports_extension("size") else []
+        await client.mail(envelope_from, options=options)
+        refused: dict[str, aiosmtplib.SMTPRecipientRefused] = {}
+        for rcpt in recipients:
+            try:
+                await client.rcpt(rcpt)
+            except aiosmtplib.SMTPRecipientRefused as exc:
+                refused[rcpt] = exc
+        if refused:
+            # Abort before DATA, even when some recipients were accepted: a retry then resends to
+            # everyone once, instead of twice to those who already got it.
+            await self._reset()
+            worst = max(refused.values(), key=lambda e: (e.code >= 500, e.code))
+            listing = ", ".join(f"{r} ({e.code})" for r, e in refused.items())
+            raise self._reply_error(
+                f"SMTP server refused {len(refused)} of {len(recipients)} recipient(s): {listing}",
+                worst.code,
+                worst.message,
+            )
+        await client.data(data)
+
+    async def _reset(self) -> None:
+        """End a half-done transaction so the next MAIL FROM is not refused as nested."""
+        if self._lost is not None or not self._client.is_connected:
+            return
+        try:
+            await self._client.rset()
+        except aiosmtplib.SMTPResponseException as exc:
+            self._mark_lost(f"RSET answered {exc.code}")
+        except (aiosmtplib.SMTPException, *_CONNECTION_ERRORS) as exc:
+            self._mark_lost(f"RSET failed: {exc}")
+
+    def _reply_error(
+        self, what: str, code: int, message: str
+    ) -> SmtpTemporaryError | SmtpPermanentError:
+        if code == 421 or not self._client.is_connected:
+            self._mark_lost(f"{code} {message}")
+        text = f"{what}: {code} {message}"
+        if 500 <= code < 600:
+            return SmtpPermanentError(text, code=code)
+        return SmtpTemporaryError(text, code=code)
+
+    def _mark_lost(self, reason: str) -> None:
+        if self._lost is None:
+            log.warning("SMTP connection to %s is lost: %s", self._where, reason)
+            self._lost = reason
+        self._client.close()
+
+    async def close(self) -> None:
+        if self._lost is None and self._client.is_connected:
+            try:
+                await self._client.quit()
+            except (aiosmtplib.SMTPException, *_CONNECTION_ERRORS):
+                pass  # the session is over either way
+        self._client.close()
