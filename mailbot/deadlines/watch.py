@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, and_, func, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy import case as sql_case
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute, Session
@@ -58,9 +58,11 @@ __all__ = [
     "Deadline",
     "DigestEntry",
     "at_risk_case_ids",
+    "at_risk_filter",
     "at_risk_horizon",
     "digest_due",
     "overdue_case_ids",
+    "overdue_filter",
     "reminder_may_go",
     "reminder_rank",
     "running_deadline",
@@ -234,11 +236,26 @@ def at_risk_case_ids(
 
 def overdue_case_ids(session: Session, now: datetime) -> list[str]:
     """The open cases whose running deadline has passed at ``now`` (escalated or not)."""
-    ids: list[str] = []
-    for status, _name, column in _RUNNING:
-        stmt = select(Case.id).where(Case.status == status, column < now)
-        ids.extend(session.scalars(stmt))
-    return sorted(ids)
+    return sorted(session.scalars(select(Case.id).where(overdue_filter(now))))
+
+
+def overdue_filter(now: datetime) -> ColumnElement[bool]:
+    """A WHERE clause on ``cases`` for ``overdue_case_ids``, for queries of their own (a list
+    of tens of thousands of ids would exceed PostgreSQL's 65,535 bind parameters)."""
+    return or_(*(and_(Case.status == status, column < now) for status, _name, column in _RUNNING))
+
+
+def at_risk_filter(
+    calendar: BusinessCalendar, policy: PolicySettings, now: datetime
+) -> ColumnElement[bool]:
+    """A WHERE clause on ``cases`` that selects exactly the ``at_risk_case_ids``."""
+    horizon = at_risk_horizon(calendar, now, policy.at_risk_business_days)
+    return or_(
+        *(
+            and_(Case.status == status, _due_window(column, AT_RISK, now, horizon))
+            for status, _name, column in _RUNNING
+        )
+    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -35,8 +35,10 @@ from mailbot.config import (
 )
 from mailbot.deadlines.watch import (
     at_risk_case_ids,
+    at_risk_filter,
     digest_due,
     overdue_case_ids,
+    overdue_filter,
     watch,
 )
 from mailbot.store import migrate
@@ -361,6 +363,16 @@ def test_at_risk_and_overdue_lists(bot: App) -> None:
             due_thursday,
             due_later,
         ]
+        # The same selections as WHERE clauses, for a list query of the CLI's own.
+        for now in (ams(11, 11, 3), ams(11, 12, 10), ams(11, 17, 10), ams(11, 19, 12)):
+            where = at_risk_filter(calendar, policy, now)
+            assert sorted(session.scalars(select(Case.id).where(where))) == at_risk_case_ids(
+                session, calendar, policy, now
+            )
+            where = overdue_filter(now)
+            assert sorted(session.scalars(select(Case.id).where(where))) == overdue_case_ids(
+                session, now
+            )
 
 
 # ---------------------------------------------------------------------------------------------
