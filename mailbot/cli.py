@@ -281,18 +281,19 @@ def _cmd_cases(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _cases_list(app: App, args: argparse.Namespace) -> int:
+    from sqlalchemy import or_
+
     from mailbot.cases.views import list_cases
-    from mailbot.deadlines.watch import at_risk_case_ids, overdue_case_ids
+    from mailbot.deadlines.watch import at_risk_filter, overdue_filter
 
     now = app.clock.now()
+    wanted = []
+    if args.at_risk:
+        wanted.append(at_risk_filter(app.calendar, app.settings.policy, now))
+    if args.overdue:
+        wanted.append(overdue_filter(now))
     with app.db.session() as session:
-        ids: list[str] | None = None
-        if args.at_risk:
-            ids = at_risk_case_ids(session, app.calendar, app.settings.policy, now)
-        if args.overdue:
-            overdue = overdue_case_ids(session, now)
-            ids = overdue if ids is None else sorted(set(ids) | set(overdue))
-        rows = list_cases(session, status=args.status, ids=ids)
+        rows = list_cases(session, status=args.status, where=or_(*wanted) if wanted else None)
     if args.json:
         print(json.dumps(rows, indent=2))
         return EXIT_OK

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from mailbot.cases.models import Case, Event, Message
@@ -70,7 +70,7 @@ def event_view(e: Event) -> dict[str, Any]:
 
 
 def list_cases(session: Session, *, status: str | None = None,
-               ids: list[str] | None = None) -> list[dict[str, Any]]:
+               where: ColumnElement[bool] | None = None) -> list[dict[str, Any]]:
     counts = (select(Message.case_id, func.count(Message.id).label("n"))
               .group_by(Message.case_id).subquery())
     stmt = (select(Case, func.coalesce(counts.c.n, 0))
@@ -78,8 +78,8 @@ def list_cases(session: Session, *, status: str | None = None,
             .order_by(Case.received_at, Case.id))
     if status:
         stmt = stmt.where(Case.status == status)
-    if ids is not None:
-        stmt = stmt.where(Case.id.in_(ids))
+    if where is not None:
+        stmt = stmt.where(where)
     return [case_summary(case, n) for case, n in session.execute(stmt)]
 
 
