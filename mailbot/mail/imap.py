@@ -12,6 +12,7 @@ import contextlib
 import imaplib
 import logging
 import re
+import select
 import ssl
 import threading
 import time
@@ -342,31 +343,39 @@ class ImapMailbox:
             log.debug("idle on %s", folder)
             with self._translated(f"IDLE on {folder}"):
                 client.idle()
-                news = self._idle_check_until(client, renew_at, stop)
-                _, late = client.idle_done()
-            late_news = self._take_exists() or _announces_new_mail(late)
-            if news or late_news:
+                self._wait_in_idle(client, renew_at, stop)
+                # Whatever the server said is read by DONE's blocking reader, which copes with a
+                # line split across packets; idle_check() does not (it raises on half a line).
+                _, responses = client.idle_done()
+            pending = self._take_exists()
+            if pending or _announces_new_mail(responses):
                 log.debug("idle on %s: new mail announced", folder)
                 return True
         return False
 
-    def _idle_check_until(self, client: Any, until: float, stop: threading.Event | None) -> bool:
+    def _wait_in_idle(self, client: Any, until: float, stop: threading.Event | None) -> None:
+        """Return once the server sends something, at ``until``, or soon after ``stop``."""
+        sock = client.socket()
+        if self._has_buffered_input(client):
+            return
         while not _stopped(stop):
             left = until - time.monotonic()
-            if left <= 0:
-                return False
-            step = min(STOP_CHECK_SECONDS, left)
-            started = time.monotonic()
-            responses = client.idle_check(timeout=step)
-            if any(r and r[0] == b"BYE" for r in responses):
-                raise imaplib.IMAP4.abort(f"server hung up: {_words(responses)}")
-            if _announces_new_mail(responses):
-                return True
-            if not responses and time.monotonic() - started < step / 2:
-                # idle_check returns early and empty when the socket hit EOF; leaving IDLE
-                # either proves the session alive or raises.
-                return False
-        return False
+            if left <= 0 or _readable(sock, min(STOP_CHECK_SECONDS, left)):
+                return
+
+    def _has_buffered_input(self, client: Any) -> bool:
+        """Whether bytes already sit in imaplib's reader (poll() on the socket cannot see them)."""
+        reader = getattr(getattr(client, "_imap", None), "file", None)
+        if reader is None:
+            return False
+        sock = client.socket()
+        sock.setblocking(False)
+        try:
+            return bool(reader.peek(1))
+        except (BlockingIOError, ssl.SSLWantReadError):
+            return False
+        finally:
+            sock.settimeout(self.settings.timeout_seconds)
 
     def _poll_until(self, folder: str, deadline: float, stop: threading.Event | None) -> bool:
         while True:
@@ -378,6 +387,15 @@ class ImapMailbox:
             if self._news_pending(folder) or time.monotonic() >= deadline:
                 return True
                 return True
+
+    def _farewell(self) -> str:
+        """The text of a BYE the server sent before hanging up, if imaplib kept one."""
+        responses = getattr(getattr(self._client, "_imap", None), "untagged_responses", None)
+        byes = responses.get("BYE") if isinstance(responses, dict) else None
+        if not byes:
+            return ""
+        last = byes[-1]
+        return last.decode("utf-8", "replace") if isinstance(last, bytes) else str(last)
 
     def _take_exists(self) -> bool:
         """Whether an EXISTS came with an earlier command's answer (imaplib keeps it aside)."""
@@ -434,8 +452,11 @@ class ImapMailbox:
 
     def _fail(self, action: str, exc: BaseException) -> NoReturn:
         """Close the session and raise MailboxUnavailable naming what failed and why."""
-        self._drop()
         reason = _reason(exc)
+        farewell = self._farewell()
+        if farewell and farewell not in reason:
+            reason += f" (the server said BYE: {farewell})"
+        self._drop()
         if self.settings.password:  # no server should echo it, but a log line must never show it
             reason = reason.replace(self.settings.password, "***")
         message = f"IMAP {action} at {self.where} as {self.settings.username} failed: {reason}"
@@ -460,16 +481,10 @@ def _announces_new_mail(responses: Sequence[Any]) -> bool:
     return any(isinstance(r, tuple) and len(r) > 1 and r[1] == b"EXISTS" for r in responses)
 
 
-def _words(responses: Sequence[Any]) -> str:
-    parts = []
-    for r in responses:
-        parts.append(
-            " ".join(
-                p.decode("ascii", "replace") if isinstance(p, bytes) else str(p)
-                for p in (r if isinstance(r, tuple) else (r,))
-            )
-        )
-    return "; ".join(parts)
+def _readable(sock: Any, timeout: float) -> bool:
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN | select.POLLPRI)
+    return bool(poller.poll(timeout * 1000))
 
 
 def _stopped(stop: threading.Event | None) -> bool:

@@ -234,7 +234,9 @@ def test_add_flags_sets_a_keyword_and_leaves_seen_alone(
     with imap_account.client() as c:
         c.select_folder("INBOX", readonly=True)
         flags = c.get_flags([message.uid])[message.uid]
-    assert b"$MailbotCase" in flags and b"\\Flagged" in flags and b"\\Seen" not in flags
+    assert b"\\Flagged" in flags and b"\\Seen" not in flags
+    if server.name != "pymap":  # pymap drops keywords silently
+        assert b"$MailbotCase" in flags
 
 
 # -- UIDVALIDITY ---------------------------------------------------------------------------------
@@ -436,6 +438,7 @@ def test_a_dropped_connection_raises_and_connect_again_works(
 def test_a_connection_dropped_during_idle_raises_promptly(
     mailbox: ImapMailbox, imap_account: ImapAccount, server: ImapTestServer
 ) -> None:
+    server.require_faults()
     later(0.5, lambda: server.drop_connections(imap_account))
     started = time.monotonic()
 
@@ -451,6 +454,7 @@ def test_a_connection_dropped_during_idle_raises_promptly(
 def test_a_connection_that_dies_without_bye_during_idle_raises_promptly(
     mailbox: ImapMailbox, imap_account: ImapAccount, server: ImapTestServer
 ) -> None:
+    server.require_faults()
     later(0.5, lambda: server.kill_sessions(imap_account))
     started = time.monotonic()
 

@@ -70,9 +70,9 @@ class ImapAccount:
 
     def mailbox_settings(self, **overrides: Any) -> MailboxSettings:
         """Settings for mailbot's IMAP edge; ``security="tls"`` alone also picks the TLS port."""
+        if overrides.get("security") in ("tls", "starttls") and self.imaps_port is None:
+            server_missing("this test server speaks no TLS; the test needs Dovecot")
         if overrides.get("security") == "tls" and "port" not in overrides:
-            if self.imaps_port is None:
-                server_missing("this test server has no implicit-TLS listener")
             overrides["port"] = self.imaps_port
         base = MailboxSettings(
             host=self.host,
@@ -117,6 +117,9 @@ class ImapTestServer(Protocol):
     ) -> int: ...
 
     def change_uidvalidity(self, account: ImapAccount, folder: str) -> int: ...
+
+    def require_faults(self) -> None:
+        """Skip (fail in CI) unless drop_connections/kill_sessions/change_uidvalidity work."""
 
     def drop_connections(self, account: ImapAccount) -> None: ...
 
@@ -457,19 +460,36 @@ class DovecotServer:
         )
         return new
 
+    def require_faults(self) -> None:
+        pass  # doveadm can do them all
+
     def drop_connections(self, account: ImapAccount) -> None:
-        """Disconnect every IMAP session of the account (``doveadm kick``)."""
+        """Disconnect every IMAP session of the account (``doveadm kick``), and wait till gone."""
         self.doveadm("kick", account.username)
+        self._wait_until_no_sessions(account)
+
+    def _sessions(self, account: ImapAccount) -> list[int]:
+        pids = []
+        for line in self.doveadm("who", "-1", account.username).splitlines()[1:]:
+            fields = line.split()
+            if len(fields) >= 3 and fields[0] == account.username and fields[1] == "imap":
+                pids.append(int(fields[2]))
+        return pids
+
+    def _wait_until_no_sessions(self, account: ImapAccount) -> None:
+        # The kick is a signal to each imap process; its BYE goes out a moment later.
+        deadline = time.monotonic() + 5
+        while self._sessions(account) and time.monotonic() < deadline:
+            time.sleep(0.02)
 
     def kill_sessions(self, account: ImapAccount) -> int:
         """SIGKILL the account's IMAP processes: the connection ends with no BYE, as in a crash."""
         killed = 0
-        for line in self.doveadm("who", "-1", account.username).splitlines()[1:]:
-            fields = line.split()
-            if len(fields) >= 3 and fields[0] == account.username and fields[1] == "imap":
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(int(fields[2]), signal.SIGKILL)
-                    killed += 1
+        for pid in self._sessions(account):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+        self._wait_until_no_sessions(account)
         return killed
 
     def stop(self) -> None:
@@ -561,6 +581,9 @@ class PymapServer:
     ) -> int:
         return _imap_append(account, folder, raw, internal_date, flags)
 
+    def require_faults(self) -> None:
+        server_missing("pymap cannot kick sessions or change UIDVALIDITY; the test needs Dovecot")
+
     def change_uidvalidity(self, account: ImapAccount, folder: str) -> int:
         server_missing("pymap cannot change a folder's UIDVALIDITY; this test needs Dovecot")
 
@@ -583,9 +606,17 @@ class PymapServer:
 
 @pytest.fixture(scope="session")
 def dovecot_server() -> Iterator[ImapTestServer]:
-    """Dovecot if installed, else pymap, else a skip (a failure in CI)."""
+    """Dovecot if installed, else pymap, else a skip (a failure in CI).
+
+    ``MAILBOT_TEST_IMAP=pymap`` picks pymap even where Dovecot is installed.
+    """
     server: DovecotServer | PymapServer
-    if dovecot_binary() and doveadm_binary():
+    forced = os.environ.get("MAILBOT_TEST_IMAP", "")
+    if forced == "pymap":
+        if pymap_binary() is None:
+            server_missing("MAILBOT_TEST_IMAP=pymap but pymap is not installed")
+        server = PymapServer()
+    elif dovecot_binary() and doveadm_binary():
         server = DovecotServer()
     elif pymap_binary():
         server = PymapServer()
