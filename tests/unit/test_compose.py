@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import unicodedata
 from datetime import UTC, datetime, timedelta, timezone
 from email.message import EmailMessage
 
@@ -439,3 +440,26 @@ def check_compose_is_safe(
     assert [a.addr_spec for a in msg["To"].addresses] == ["jane@example.org"]
     assert "\n" not in str(msg["Subject"])
     assert all(b < 0x80 for b in data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=nasty_text | st.text(), limit=st.integers(min_value=1, max_value=300))
+def test_clean_header_is_one_stable_line_that_the_email_package_keeps_as_is(
+    value: str, limit: int
+) -> None:
+    cleaned = clean_header(value, limit)
+
+    assert len(cleaned) <= limit
+    assert not any(unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp") for ch in cleaned)
+    assert cleaned == " ".join(cleaned.split())
+    assert clean_header(cleaned, limit) == cleaned
+    msg = EmailMessage(policy=email.policy.SMTP)
+    msg["Subject"] = cleaned  # must not raise, and must not be decoded into something else
+    assert str(msg["Subject"]) == cleaned
+    assert list(parse(msg.as_bytes()).keys()) == ["Subject"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(message_id=nasty_text | st.text(), key=st.binary(max_size=40))
+def test_verify_message_id_never_raises(message_id: str, key: bytes) -> None:
+    assert verify_message_id(message_id, key) in (None, *[p for p in message_id.split(".")])
