@@ -10,18 +10,22 @@ from mailbot.errors import MailbotError
 Problem = str | None
 
 
-def run_checks(settings: Settings) -> list[tuple[str, Problem]]:
-    results: list[tuple[str, Problem]] = [("config", None)]
-    results.append(("database", _check_database(settings)))
-    results.append(("imap", _check_imap(settings)))
-    results.append(("smtp", _check_smtp(settings)))
+def run_checks(settings: Settings) -> tuple[list[tuple[str, Problem]], list[tuple[str, str]]]:
+    """The checks that must pass, and notes that are worth reading but need not stop anyone."""
+    results: list[tuple[str, Problem]] = [
+        ("config", None),
+        ("database", _check_database(settings)),
+        ("imap", _check_imap(settings)),
+        ("smtp", _check_smtp(settings)),
+    ]
+    notes: list[tuple[str, str]] = []
     if not settings.secrets.token_key:
-        results.append(("secrets", "no token key configured (secrets.token_key_env); a key "
-                                   "generated on first run is kept in the database instead"))
+        notes.append(("secrets", "no token key configured (secrets.token_key_env); a key "
+                                 "generated on first run is kept in the database instead"))
     if not (settings.oncall.addresses or settings.oncall.rotation or settings.team.addresses):
-        results.append(("oncall", "nobody to remind: set oncall.addresses, oncall.rotation "
-                                  "or team.addresses"))
-    return results
+        notes.append(("oncall", "nobody to remind: set oncall.addresses, oncall.rotation "
+                                "or team.addresses"))
+    return results, notes
 
 
 def _check_database(settings: Settings) -> Problem:

@@ -238,11 +238,12 @@ def _cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 def _cmd_check(settings: Settings, args: argparse.Namespace) -> int:
     from mailbot.checks import run_checks
 
-    ok = True
-    for name, problem in run_checks(settings):
+    results, notes = run_checks(settings)
+    for name, problem in results:
         print(f"{name}: {'ok' if problem is None else problem}")
-        ok = ok and problem is None
-    return EXIT_OK if ok else EXIT_FAILURE
+    for name, note in notes:
+        print(f"{name}: note: {note}")
+    return EXIT_OK if all(problem is None for _, problem in results) else EXIT_FAILURE
 
 
 def _cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:

@@ -164,3 +164,35 @@ def test_help_runs_as_a_console_command() -> None:
     assert done.returncode == 0
     for command in ("run", "migrate", "check", "ingest", "cases", "deadlines", "demo"):
         assert command in done.stdout
+
+
+def test_check_connects_to_every_server_and_says_what_is_wrong(
+    tmp_path: Path, imap_account: ImapAccount, smtp_sink: SmtpSink,
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = write_config(tmp_path, imap_port=imap_account.imap_port, smtp_port=smtp_sink.port,
+                          username=imap_account.username)
+    monkeypatch.setenv("TEST_IMAP_PASSWORD", imap_account.password)
+    assert main(["--config", str(config), "migrate"]) == 0
+    capsys.readouterr()
+
+    assert main(["--config", str(config), "check"]) == 0
+    out = capsys.readouterr().out
+    for name in ("config", "database", "imap", "smtp"):
+        assert f"{name}: ok" in out
+
+    monkeypatch.setenv("TEST_IMAP_PASSWORD", "wrong")
+    smtp_sink.stop()
+    assert main(["--config", str(config), "check"]) == 1
+    out = capsys.readouterr().out
+    assert "imap: ok" not in out
+    assert "smtp: ok" not in out
+    assert "database: ok" in out
+
+
+def test_demo_runs_on_its_embedded_servers(capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("pymap")
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert "4 cases opened, 3 receipts sent" in out
+    assert "assessed" in out
