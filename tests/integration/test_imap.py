@@ -44,7 +44,6 @@ def later(seconds: float, action: Callable[[], object]) -> threading.Thread:
 
 @pytest.fixture
 def server(imap_account: ImapAccount) -> ImapTestServer:
-    assert imap_account.server is not None
     return imap_account.server
 
 
@@ -265,19 +264,21 @@ def test_folder_state_shows_a_new_uidvalidity(
 # -- waiting -------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("security", ["none", "tls"])
 def test_idle_announces_an_lmtp_delivery_within_a_few_seconds(
-    mailbox: ImapMailbox, imap_account: ImapAccount, server: ImapTestServer
+    imap_account: ImapAccount, server: ImapTestServer, security: str
 ) -> None:
-    assert list(mailbox.fetch_new("INBOX", after_uid=0, batch_size=10)) == []
-    later(0.3, lambda: server.deliver(imap_account, report(1)))
-    started = time.monotonic()
+    with ImapMailbox(imap_account.mailbox_settings(security=security)) as mailbox:
+        assert list(mailbox.fetch_new("INBOX", after_uid=0, batch_size=10)) == []
+        later(0.3, lambda: server.deliver(imap_account, report(1)))
+        started = time.monotonic()
 
-    news = mailbox.wait_for_news("INBOX", timeout=20)
+        news = mailbox.wait_for_news("INBOX", timeout=20)
 
-    assert news is True
-    assert time.monotonic() - started < 5
-    (message,) = flatten(mailbox.fetch_new("INBOX", after_uid=0, batch_size=10))
-    assert message.raw.endswith(report(1))
+        assert news is True
+        assert time.monotonic() - started < 5
+        (message,) = flatten(mailbox.fetch_new("INBOX", after_uid=0, batch_size=10))
+        assert message.raw.endswith(report(1))
 
 
 def test_wait_for_news_returns_false_after_the_timeout_when_nothing_arrives(

@@ -56,7 +56,7 @@ def pymap_binary() -> str | None:
     return shutil.which("pymap")
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class ImapAccount:
     """One mailbox on a test server, with what a client needs to reach it."""
 
@@ -66,7 +66,7 @@ class ImapAccount:
     password: str = dataclasses.field(repr=False)
     lmtp_port: int | None = None  # None: the server has no LMTP (pymap)
     imaps_port: int | None = None  # implicit TLS; STARTTLS is offered on imap_port then
-    server: ImapTestServer | None = dataclasses.field(default=None, repr=False, compare=False)
+    server: ImapTestServer = dataclasses.field(repr=False, compare=False)
 
     def mailbox_settings(self, **overrides: Any) -> MailboxSettings:
         """Settings for mailbot's IMAP edge; ``security="tls"`` alone also picks the TLS port."""
