@@ -291,8 +291,9 @@ class ImapMailbox:
     ) -> bool:
         """Wait until mail may have arrived in ``folder``.
 
-        With IDLE: True as soon as the server announces a new message, or at once when mail came
-        in after the last ``fetch_new`` handed out its messages; False after ``timeout`` or once
+        With IDLE: True as soon as the server announces a new message, and at once when mail came
+        in since this session's previous wait or since ``fetch_new`` last handed out messages
+        (IDLE itself only reports what happens while it runs); False after ``timeout`` or once
         ``stop`` is set. Without IDLE (or with ``idle = false``): NOOP now and then, True after
         ``timeout`` (time to look), False when stopped.
         """

@@ -281,7 +281,6 @@ def _make_certificate(directory: Path) -> tuple[Path, Path]:
         check=True,
         capture_output=True,
     )
-    key.chmod(0o644)  # Dovecot's master reads it as root, but a non-root run needs this too
     return cert, key
 
 
