@@ -19,6 +19,7 @@ class Classification:
     automatic: Verdict
     own: Verdict
     claims_team: Verdict
+    imitates_team: Verdict
     trusted_team: Verdict
     in_sent_folder: bool
     oversize: bool
@@ -26,8 +27,12 @@ class Classification:
 
     @property
     def untrusted_team(self) -> bool:
-        """Claims to be the team but could not prove it: recorded, flagged, never obeyed."""
-        return self.claims_team.yes and not self.trusted_team.yes
+        """Claims or imitates the team but could not prove it: recorded, flagged, never obeyed."""
+        return (self.claims_team.yes or self.imitates_team.yes) and not self.trusted_team.yes
+
+    @property
+    def trust_reason(self) -> str:
+        return self.imitates_team.reason if self.imitates_team.yes else self.trusted_team.reason
 
     @property
     def from_team(self) -> bool:
@@ -73,6 +78,7 @@ def classify(msg: InboundMessage, folder: str, settings: Settings) -> Classifica
         automatic=rules.is_automatic(msg),
         own=own,
         claims_team=rules.claims_team(msg, settings.team),
+        imitates_team=rules.imitates_team(msg, settings.team),
         # Our own copies in Sent are not the team speaking.
         trusted_team=rules.is_trusted_team(msg, settings.team, in_sent_folder=in_sent)
         if not own.yes

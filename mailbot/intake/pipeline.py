@@ -15,8 +15,8 @@ cursor, so a crash at any point leaves either all of a message's effects or none
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 from sqlalchemy import select
@@ -59,8 +59,10 @@ class Intake:
 
 def process(session: Session, fetched: FetchedMessage, intake: Intake) -> Outcome:
     key = dedupe_key(fetched.raw)
-    if session.scalar(select(Message.id).where(Message.dedupe_key == key)) is not None:
+    seen = session.scalars(select(Message).where(Message.dedupe_key == key)).first()
+    if seen is not None:
         log.debug("%s uid %d: seen before", fetched.folder, fetched.uid)
+        _trust_sent_copy(session, seen, fetched, intake)
         return Outcome.DUPLICATE
     raw_id = intake.raw_store.put(session, fetched.raw)
     msg = parse_message(fetched.raw, max_bytes=intake.settings.policy.max_message_bytes)
@@ -139,17 +141,17 @@ def _record_message(
         details={
             "correlation": where.reason,
             "automatic": facts.automatic.reason if facts.automatic.yes else "",
-            "trust": facts.trusted_team.reason,
+            "trust": facts.trust_reason,
             "attachments": [_attachment(a) for a in msg.attachments[:200]],
             "defects": list(msg.defects[:20]),
         },
         raw_id=raw_id,
     )
     session.add(message)
-    if outcome is Outcome.ADDED and facts.untrusted_team:
+    if facts.untrusted_team:
         service.add_flags(case, "unauthenticated-team")
         service.record(session, case, Actor(message.from_addr, _source(msg, fetched)),
-                       "unauthenticated-team", {"reason": facts.trusted_team.reason},
+                       "unauthenticated-team", {"reason": facts.trust_reason},
                        fetched.internal_date)
     session.flush()
     return message
@@ -198,6 +200,40 @@ def _apply_team_message(
         else:
             service.record(session, case, actor, "command",
                            {"command": command.line}, now)
+
+
+def _trust_sent_copy(
+    session: Session, seen: Message, fetched: FetchedMessage, intake: Intake
+) -> None:
+    """A reply sent from the shared mailbox may reach the inbox too (reply-all) and be read there
+    first, unproven. Its copy in the Sent folder proves it was the team: apply it now."""
+    sent_folder = intake.settings.mailbox.sent_folder
+    if not sent_folder or fetched.folder != sent_folder or seen.direction != "in":
+        return
+    if seen.kind == "team":
+        return
+    msg = parse_message(fetched.raw, max_bytes=intake.settings.policy.max_message_bytes)
+    facts = classify(msg, fetched.folder, intake.settings)
+    if not facts.from_team:
+        return  # mailbot's own copy
+    case = service.get_case(session, seen.case_id, for_update=True)
+    assert case is not None  # a message's case exists
+    seen.kind = "team"
+    seen.flags = facts.flags()
+    seen.details = {**seen.details, "trust": facts.trust_reason}
+    if "unauthenticated-team" in case.flags and not _other_untrusted(session, case, seen):
+        case.flags = [f for f in case.flags if f != "unauthenticated-team"]
+    service.record(session, case, Actor(seen.from_addr, _source(msg, fetched)),
+                   "trusted-by-sent-copy", {"folder": fetched.folder, "uid": fetched.uid},
+                   intake.clock.now())
+    _apply_team_message(session, case, msg, facts, seen, intake)
+
+
+def _other_untrusted(session: Session, case: Case, message: Message) -> bool:
+    flags = session.scalars(
+        select(Message.flags).where(Message.case_id == case.id, Message.id != message.id)
+    )
+    return any("unauthenticated-team" in f for f in flags)
 
 
 def _send_receipt(

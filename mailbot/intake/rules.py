@@ -8,6 +8,7 @@ trail; they quote at most a few dozen characters of what the sender wrote.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
 from mailbot.config import TeamSettings
@@ -189,6 +190,33 @@ def claims_team(msg: InboundMessage, team: TeamSettings) -> Verdict:
     if sender.domain in {_domain(d) for d in team.domains}:
         return Verdict(True, f"From {sender.addr} is in the team domain {sender.domain}")
     return Verdict(False, f"From {sender.addr} is not on the team")
+
+
+def imitates_team(msg: InboundMessage, team: TeamSettings) -> Verdict:
+    """A From that reads like the team although it is not one unambiguous team address.
+
+    A team address or ``@team-domain`` spelled anywhere in a From field (display name, comment,
+    encoded word, glued to another address, beside a second address, in a second From field,
+    or as the start of a look-alike domain) while ``claims_team`` says no. Such mail is flagged
+    like unauthenticated team mail and never trusted: DMARC may well pass for the look-alike's
+    own domain.
+    """
+    if claims_team(msg, team).yes:
+        return Verdict(False, "From is a team address itself")
+    needles = [a.strip().lower() for a in team.addresses if a.strip()]
+    needles += ["@" + _domain(d) for d in team.domains if _domain(d)]
+    for value in msg.headers.get("from", ()):
+        text = _visible(value)
+        for needle in needles:
+            if needle in text:
+                return Verdict(True, f"From {_quote(value)} spells {needle} but is not that")
+    return Verdict(False, "From does not spell a team address")
+
+
+def _visible(value: str) -> str:
+    # Fullwidth "＠" and zero-width characters would hide a team address from a plain search.
+    folded = unicodedata.normalize("NFKC", value)
+    return "".join(ch for ch in folded if unicodedata.category(ch) != "Cf").lower()
 
 
 def is_trusted_team(msg: InboundMessage, team: TeamSettings, *, in_sent_folder: bool) -> Verdict:
