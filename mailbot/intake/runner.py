@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from mailbot.cases.models import InboundFailure, MailboxCursor
 from mailbot.errors import DatabaseUnavailable
 from mailbot.intake.pipeline import Intake, Outcome, process
-from mailbot.mail.imap import Mailbox
+from mailbot.mail.mailbox import Mailbox
 from mailbot.mail.message import FetchedMessage
 from mailbot.store import Database
 
