@@ -99,7 +99,11 @@ def receipt(writer: Writer, case: Case, msg: InboundMessage, dedupe: str,
         template="receipt",
         context={
             "case_id": case.id,
-            "subject": case.subject,
+            # Never the report's own subject: a receipt goes to whatever address From names,
+            # and the subject need not be that address's to read. A service's "your code is
+            # 493817" mailed to security@ in an attacker's name (the "Ticket Trick") would hand
+            # the code to the attacker. The thread headers and the case tag keep it together.
+            "subject": "",
             "reporter_name": case.reporter_name,
             "ack_due_local": writer.local_time(case.ack_due),
             "ack_business_days": policy.ack_business_days,
