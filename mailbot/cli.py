@@ -362,7 +362,9 @@ def _cases_change(app: App, args: argparse.Namespace) -> int:
     elif args.action == "credit":
         words = (args.name,)
     command = Command(args.action, words, " ".join(("/" + args.action, *words)))
-    actor = service.Actor(f"cli:{getpass.getuser()}", "cli")
+    # The source names the call, so the audit trail shows what the operator asked for.
+    call = " ".join(("cases", args.action, args.id.upper(), *words))
+    actor = service.Actor(f"cli:{getpass.getuser()}", f"cli:{call}")
     policy = app.settings.policy
     now = app.clock.now()
     with app.db.session() as session:
