@@ -66,9 +66,14 @@ def _by_thread_ids(session: Session, msg: InboundMessage, token_key: bytes) -> C
     if not ordered:
         return None
     rows = session.execute(
-        select(Message.message_id, Message.case_id).where(Message.message_id.in_(ordered))
+        select(Message.message_id, Message.case_id)
+        .where(Message.message_id.in_(ordered))
+        .order_by(Message.id)
     ).all()
-    known = {mid: case_id for mid, case_id in rows}
+    # A Message-ID someone else reused later must not capture the thread of its first holder.
+    known: dict[str, str] = {}
+    for mid, holder in rows:
+        known.setdefault(mid, holder)
     for mid in ordered:
         if mid in known:
             return Correlation(known[mid], f"references {mid}")

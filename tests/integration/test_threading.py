@@ -234,3 +234,25 @@ def test_a_follow_up_from_the_reporter_gets_no_second_receipt_and_its_cc_gets_no
     assert [m.rcpt_tos for m in flow.mailed(1)] == [(REPORTER,)]
     assert len(flow.outbox()) == 1
     assert "no-receipt" not in flow.actions(case.id)  # joining a case is not a refused receipt
+
+
+def test_a_reply_naming_a_reused_message_id_joins_the_case_that_had_it_first(
+    flow: Mailflow,
+) -> None:
+    case, report_id = flow.open_report()
+    # Someone else's message that reuses the report's Message-ID is a different message: it
+    # opens its own case, but must not capture the report's thread.
+    flow.deliver(
+        raw(
+            [("From", STRANGER), ("To", mailflow.SECURITY), ("Subject", "copycat")],
+            "Not Rita's report.\n",
+            message_id=report_id,
+        )
+    )
+    flow.run()
+    assert len(flow.cases()) == 2
+
+    flow.deliver(follow_up(("In-Reply-To", report_id)))
+    flow.run()
+
+    assert len(flow.inbound(case.id)) == 2
