@@ -98,8 +98,10 @@ def _open_case(
     flags = facts.flags()
     if sender is None:
         flags.append("no-sender")
-    # Only mail that could be a report gets a promise; a bounce has nobody to acknowledge.
-    promised = not (facts.automatic.yes or facts.own.yes or facts.in_sent_folder)
+    # Only mail that could be a report gets a promise; a bounce has nobody to acknowledge, and
+    # the team does not acknowledge itself (its new threads get no receipt either).
+    promised = not (facts.automatic.yes or facts.own.yes or facts.in_sent_folder
+                    or facts.claims_team.yes)
     now = intake.clock.now()
     year = fetched.internal_date.astimezone(intake.calendar.tz).year
     return service.open_case(

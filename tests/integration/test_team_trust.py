@@ -308,3 +308,20 @@ def test_a_tagged_message_from_the_untrusted_team_opens_a_flagged_case_without_r
     assert "unauthenticated-team" in new.flags
     assert "unauthenticated-team" in flow.actions(new.id)
     assert [m.rcpt_tos for m in flow.mailed(1)] == [(REPORTER,)]
+
+
+@pytest.mark.parametrize("results", [PASS, None], ids=["trusted", "unauthenticated"])
+def test_a_new_thread_from_the_team_opens_a_case_without_receipt_or_acknowledgement_clock(
+    flow: Mailflow, results: str | None
+) -> None:
+    note = raw(
+        ([("Authentication-Results", results)] if results else [])
+        + [("From", f"Alice <{TEAM_MEMBER}>"), ("To", SECURITY), ("Subject", "FYI: libfoo CVE")]
+    )
+    flow.deliver(note, TEAM_MEMBER)
+
+    flow.run()
+
+    [case] = flow.cases()
+    assert case.ack_due is None
+    assert flow.outbox() == []
