@@ -229,9 +229,10 @@ def is_trusted_team(msg: InboundMessage, team: TeamSettings, *, in_sent_folder: 
     sender's domain; or, failing that, any message that claims the team when
     ``team.trust_unauthenticated`` is set.
 
-    Authentication-Results from any other authserv-id are ignored whatever they say. A
-    dmarc=fail for the sender's domain in a counted field vetoes every pass: a sender can add
-    a forged field of their own, but cannot remove the one the operator's server added.
+    Authentication-Results from any other authserv-id are ignored whatever they say, and so
+    are all but the topmost field from ours: a sender can add a forged field of their own
+    below, but cannot remove the one the operator's server added on top. A dmarc=fail for the
+    sender's domain in that field vetoes any pass beside it.
     """
     if in_sent_folder:
         return Verdict(True, "in the Sent folder")
@@ -274,12 +275,16 @@ def _dmarc_fail_for(result: AuthResult, domain: str) -> bool:
 
 
 def _results_from(msg: InboundMessage, server: str) -> list[AuthResult]:
-    results: list[AuthResult] = []
+    """The results in the topmost field from ``server``: the one it added on arrival.
+
+    Fields further down were written before the message reached our server, possibly by the
+    sender, claiming our authserv-id (RFC 8601, "Forged Header Fields"); they count for nothing.
+    """
     for value in msg.headers.get("authentication-results", ()):
         parsed = parse_authentication_results(value)
         if parsed is not None and parsed.authserv_id == server:
-            results.extend(parsed.results)
-    return results
+            return list(parsed.results)
+    return []
 
 
 def _no_sender_reason(msg: InboundMessage) -> str:

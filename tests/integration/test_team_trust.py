@@ -147,6 +147,32 @@ def test_two_from_fields_change_nothing_and_are_flagged(flow: Mailflow) -> None:
     assert_recorded_flagged_and_ignored(flow, case.id, reply_id)
 
 
+def test_a_forged_pass_below_our_servers_own_results_changes_nothing_and_is_flagged(
+    flow: Mailflow,
+) -> None:
+    case, report_id = flow.open_report()
+    reply_id = new_message_id("team.example.test")
+    ours = f"{OUR_MX}; spf=softfail smtp.mailfrom=team.example.test; dkim=none; dmarc=none"
+    message = raw(
+        [
+            ("Authentication-Results", ours),  # what our MX added on top, on arrival
+            ("From", f"Alice <{TEAM_MEMBER}>"),
+            ("To", REPORTER),
+            ("Cc", SECURITY),
+            ("Subject", "Re: XSS in the login form"),
+            ("In-Reply-To", report_id),
+            ("Authentication-Results", PASS),  # written by the sender
+        ],
+        CLOSE_IT,
+        message_id=reply_id,
+    )
+    flow.deliver(message, STRANGER)
+
+    flow.run()
+
+    assert_recorded_flagged_and_ignored(flow, case.id, reply_id)
+
+
 def assert_recorded_flagged_and_ignored(flow: Mailflow, case_id: str, reply_id: str) -> None:
     case = flow.case(case_id)
     assert (case.status, case.acknowledged_at, case.assessment_due) == ("new", None, None)
