@@ -236,11 +236,14 @@ def test_cli_transitions_walk_a_case_through_its_life(flow: Mailflow, cli: Any) 
     assert cli("cases", "resolve", case.id)[0:2] == (0, f"{case.id}: resolved\n")
     assert cli("cases", "close", case.id, "fixed")[0:2] == (0, f"{case.id}: closed\n")
     assert cli("cases", "reopen", case.id)[0:2] == (0, f"{case.id}: assessed\n")
+    assert cli("cases", "cve", case.id, "CVE-2026-4242")[0] == 0
+    assert cli("cases", "credit", case.id, "Rita R. Porter")[0] == 0
 
     reopened = flow.case(case.id)
     assert (reopened.severity, reopened.target_date) == ("critical", TARGET)
     assert reopened.resolution_due == flow.app.calendar.end_of_day(TARGET)
     assert reopened.assessment_due is not None
+    assert (reopened.cve, reopened.credit) == (["CVE-2026-4242"], "Rita R. Porter")
     status, out, _ = cli("cases", "show", case.id, "--json")
     assert status == 0
     shown = json.loads(out)
@@ -253,7 +256,7 @@ def test_cli_transitions_walk_a_case_through_its_life(flow: Mailflow, cli: Any) 
         assert set(event) >= EVENT_KEYS
     by_cli = [e for e in shown["events"] if e["actor"].startswith("cli:")]
     assert [e["action"] for e in by_cli if e["action"] != "command"] == [
-        *("acknowledged", "assessed", "resolved", "closed", "reopened"),
+        *("acknowledged", "assessed", "resolved", "closed", "reopened", "cve", "credit"),
     ]
     assert {e["actor"] for e in by_cli} == {f"cli:{getpass.getuser()}"}
     assessed = next(e for e in by_cli if e["action"] == "assessed")
@@ -261,6 +264,10 @@ def test_cli_transitions_walk_a_case_through_its_life(flow: Mailflow, cli: Any) 
         f"cli:cases assess {case.id} severity=critical target={TARGET.isoformat()}"
     )
     assert shown["events"][0]["source"].startswith("message:<")
+    status, out, _ = cli("cases", "show", case.id)
+    assert status == 0
+    assert "reopened" in out
+    assert REPORTER in out
 
 
 def test_cli_duplicate_links_both_cases(flow: Mailflow, cli: Any) -> None:
