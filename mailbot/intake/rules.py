@@ -31,7 +31,14 @@ class Verdict:
 # Automatic mail (RFC 3834 and what auto-responders do in practice)
 
 AUTOMATIC_PRECEDENCE = frozenset({"bulk", "junk", "list", "auto_reply"})
-BOUNCE_LOCAL_PARTS = frozenset({"mailer-daemon", "mailer_daemon", "mailerdaemon", "postmaster"})
+# Senders that are machines by name: bounce senders (RFC 3834 3.2), and no-reply addresses,
+# which some bounce and notification systems use instead and which a receipt could not reach.
+MACHINE_LOCAL_PARTS = frozenset(
+    {
+        *("mailer-daemon", "mailer_daemon", "mailerdaemon", "postmaster", "post_master"),
+        *("noreply", "no-reply", "no_reply", "donotreply", "do-not-reply", "do_not_reply"),
+    }
+)
 # Parts that only machines write: delivery and disposition notifications, abuse feedback.
 REPORT_PART_TYPES = frozenset(
     {
@@ -66,8 +73,9 @@ def is_automatic(msg: InboundMessage) -> Verdict:
 
     Signs, in the order they are checked: Auto-Submitted other than ``no``; Precedence bulk,
     junk, list or auto_reply; any List-* field; X-Auto-Response-Suppress (other than ``None``);
-    a null Return-Path ``<>``; a From whose local part is mailer-daemon or postmaster (any
-    domain; when From has no usable address, those words anywhere in it); a multipart/report
+    a null Return-Path ``<>``; a From whose local part is in MACHINE_LOCAL_PARTS (mailer-daemon,
+    postmaster, no-reply and their spellings, any domain; when From has no usable address, the
+    words mailer-daemon or postmaster anywhere in it); a multipart/report
     or a delivery-status, disposition-notification or feedback-report part; the auto-responder
     headers in AUTORESPONDER_HEADERS and AUTORESPONDER_VALUES.
     """
@@ -114,9 +122,9 @@ def _null_return_path(msg: InboundMessage) -> Verdict | None:
     return None
 
 
-def _bounce_sender(msg: InboundMessage) -> Verdict | None:
+def _machine_sender(msg: InboundMessage) -> Verdict | None:
     for address in msg.from_:
-        if address.addr.rpartition("@")[0] in BOUNCE_LOCAL_PARTS:
+        if address.addr.rpartition("@")[0] in MACHINE_LOCAL_PARTS:
             return Verdict(True, f"From: {_quote(address.addr)}")
     if not msg.from_:
         for value in msg.headers.get("from", ()):
@@ -150,7 +158,7 @@ _AUTOMATIC_CHECKS = (
     _list_headers,
     _auto_response_suppress,
     _null_return_path,
-    _bounce_sender,
+    _machine_sender,
     _report_parts,
     _autoresponder_headers,
 )

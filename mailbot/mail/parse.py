@@ -17,11 +17,13 @@ How a message is read, cheapest safeguard first:
 5. Headers, addresses, attachments: our own code over the tree's raw values, everything capped.
 
 Every step is wrapped: whatever happens, the caller gets an InboundMessage whose ``defects``
-say what went wrong, and ``unparseable`` when not even a header block could be read.
+say what went wrong, and ``unparseable`` when no header field the sender wrote could be read
+(none at all, or only the trace fields servers add on delivery, as on a binary file).
 """
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import logging
 import re
@@ -79,6 +81,7 @@ MAILPARSER_MAX_HEADER_BLOCK = 256 * 1024
 MAILPARSER_MAX_FIELD = 32 * 1024
 MAILPARSER_MAX_FIELDS = 500
 MAILPARSER_MAX_DELIMITERS = 2000
+MAILPARSER_MAX_BYTES = 4 * 1024 * 1024  # it keeps a base64 copy of every attachment
 
 _CHUNK = 64 * 1024
 _PARAM_FIELDS = frozenset({"content-type", "content-disposition"})
@@ -290,6 +293,7 @@ def _bound_params(value: str) -> str:
 
 @dataclass(frozen=True)
 class _Shape:
+    size: int
     header_block: int  # bytes
     header_block_cut: bool  # over MAX_HEADER_BLOCK or MAX_HEADER_LINES
     fields: int  # header fields in the top-level block
@@ -305,6 +309,7 @@ class _Shape:
         fields, longest = _field_stats(raw, min(end, MAILPARSER_MAX_HEADER_BLOCK + 1))
         lines = max(raw.count(b"\n"), raw.count(b"\r"))
         return cls(
+            size=len(raw),
             header_block=end,
             header_block_cut=cut,
             fields=fields,
@@ -315,7 +320,9 @@ class _Shape:
         )
 
     def mailparser_unsuitable(self) -> str:
-        """Why mail-parser would be too slow on this message, or ""."""
+        """Why mail-parser would be too slow or too big on this message, or ""."""
+        if self.size > MAILPARSER_MAX_BYTES:
+            return f"{self.size} bytes"
         if self.header_block > MAILPARSER_MAX_HEADER_BLOCK:
             return f"header block of {self.header_block} bytes"
         if self.fields > MAILPARSER_MAX_FIELDS:
@@ -500,13 +507,56 @@ def _enclosed_attachment(part: Message, ctype: str, defects: _Defects) -> Attach
     )
 
 
-def _payload(part: Message, defects: _Defects) -> bytes:
+def _payload(part: Message, defects: _Defects, limit: int | None = None) -> bytes:
+    """The decoded payload of a leaf part; with ``limit``, at least its first ``limit`` bytes.
+
+    Base64, quoted-printable and unencoded payloads are decoded here straight from the stored
+    text: the stdlib's get_payload(decode=True) makes four or five copies of a base64 payload on
+    the way (about 4.5x its size), too many for a 25 MB attachment.
+    """
+    text = getattr(part, "_payload", None)  # the stored text; the public getter copies it
+    if isinstance(text, str):
+        cte = _transfer_encoding(part)
+        try:
+            data = _decode_transfer(text, cte, limit)
+        except (ValueError, UnicodeError):  # binascii.Error is a ValueError
+            data = None
+        if data is not None:
+            return data
     try:
-        data = part.get_payload(decode=True)
+        decoded = part.get_payload(decode=True)
     except Exception as exc:
         defects.add(f"payload undecodable ({type(exc).__name__})")
         return b""
-    return data if isinstance(data, bytes) else b""
+    return decoded if isinstance(decoded, bytes) else b""
+
+
+def _decode_transfer(text: str, cte: str, limit: int | None) -> bytes | None:
+    """None for encodings left to the stdlib (uuencode and unknown ones)."""
+    if cte == "base64":
+        if limit is not None:
+            cut = text.rfind("\n", 0, limit * 2)  # whole lines: 4-character groups stay whole
+            text = text[: cut + 1] if cut != -1 and len(text) > limit * 2 else text
+        try:
+            return binascii.a2b_base64(text)  # reads an ASCII str in place, without a copy
+        except binascii.Error:
+            raise
+        except ValueError:  # 8-bit junk in the text: non-alphabet bytes are skipped anyway
+            return binascii.a2b_base64(text.encode("ascii", "surrogateescape"))
+    if cte == "quoted-printable":
+        text = text if limit is None else text[: limit * 3]
+        return binascii.a2b_qp(text.encode("ascii", "surrogateescape"))
+    if cte in ("", "7bit", "8bit", "binary"):
+        text = text if limit is None else text[:limit]
+        return text.encode("ascii", "surrogateescape")
+    return None
+
+
+def _transfer_encoding(part: Message) -> str:
+    try:
+        return str(part.get("content-transfer-encoding", "")).strip().lower()
+    except Exception:
+        return "unknown"
 
 
 def _content_type(part: Message) -> str:
@@ -543,7 +593,7 @@ def _body_text(walk: _Walk, defects: _Defects) -> str:
 
 def _leaf_text(part: Message, defects: _Defects) -> str:
     # UTF-8 takes at most 4 bytes per character: more than this cannot survive the cap.
-    data = _payload(part, defects)[: MAX_TEXT * 4]
+    data = _payload(part, defects, MAX_TEXT * 4)[: MAX_TEXT * 4]
     text, problem = decode_bytes(data, _charset(part))
     if problem:
         defects.add(problem)
@@ -611,6 +661,7 @@ def _build(
         defects.add(problem)
     if len(from_values) > 1:
         defects.add(f"{len(from_values)} From header fields")
+    unparseable = _nothing_from_the_sender(fields, defects)
     return InboundMessage(
         raw_size=raw_size,
         from_=from_,
@@ -629,8 +680,17 @@ def _build(
         attachments=tuple(walk.attachments),
         part_types=tuple(walk.part_types),
         defects=defects.as_tuple(),
-        unparseable=not fields,
+        unparseable=unparseable,
     )
+
+
+def _nothing_from_the_sender(fields: list[tuple[str, str]], defects: _Defects) -> bool:
+    # A file that is not mail still arrives with the trace fields the delivering server added
+    # (Return-Path, Received, ...), so "some header field" does not make it a message.
+    nothing = all(_is_trace_name(name) for name, _ in fields)
+    if fields and nothing:
+        defects.add("only the fields mail servers add: not a message")
+    return nothing
 
 
 def _as_str(value: Any) -> str:
@@ -727,5 +787,8 @@ def _is_trace(field_bytes: bytes) -> bool:
     name, colon, _ = field_bytes.partition(b":")
     if not colon:
         return False
-    key = name.strip().lower().decode("ascii", "replace")
+    return _is_trace_name(name.strip().lower().decode("ascii", "replace"))
+
+
+def _is_trace_name(key: str) -> bool:
     return key in TRACE_FIELDS or key.startswith(TRACE_PREFIXES)
