@@ -53,7 +53,7 @@ class InboundMessage:
     attachments: tuple[Attachment, ...] = ()
     part_types: tuple[str, ...] = ()  # content types of its own MIME parts, not of enclosed mail
     defects: tuple[str, ...] = ()  # what went wrong while parsing, for the record
-    unparseable: bool = False  # no header block could be read at all
+    unparseable: bool = False  # no header field the sender wrote (trace fields aside)
 
     @property
     def sender(self) -> Address | None:

@@ -14,7 +14,8 @@ import contextlib
 import smtplib
 import threading
 import time
-from collections.abc import Iterator
+import tracemalloc
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
@@ -988,3 +989,183 @@ def test_address_confusion_is_never_the_team_and_never_a_recipient(
 def test_address_confusion_reaches_no_one_but_the_real_senders(confusion_run: BatchRun) -> None:
     rcpts = sorted(r for m in confusion_run.sink.received for r in m.rcpt_tos)
     assert rcpts == sorted(answer for _, answer in CONFUSION.values() if answer)
+
+
+# ---------------------------------------------------------------------------------------------
+# Size and complexity: each monster becomes a case within a time and memory budget, and the
+# message after it is processed as usual.
+
+TIME_BUDGET = 5.0  # seconds for the whole pass: fetch, parse, classify, store, send
+MEMORY_BUDGET = 200 * 1024 * 1024  # peak bytes allocated by Python during the pass
+SMALL_LIMIT = 2 * 1024 * 1024  # max_message_bytes for these tests, so "oversize" is quick
+
+
+def oversize() -> bytes:
+    import base64
+
+    blob = base64.encodebytes(bytes(range(256)) * 10_000).decode().replace("\n", "\r\n")
+    return mail(
+        "From: Olga Oversize <olga@reporter.example>",
+        f"To: {OWN}",
+        "Subject: Full PoC attached",
+        "Message-ID: <monster@reporter.example>",
+        "MIME-Version: 1.0",
+        'Content-Type: multipart/mixed; boundary="b"',
+        body=(
+            "--b\r\nContent-Type: text/plain\r\n\r\nSee the attached capture.\r\n"
+            "--b\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64"
+            f'\r\nContent-Disposition: attachment; filename="capture.pcap"\r\n\r\n{blob}--b--\r\n'
+        ),
+    )
+
+
+def megabyte_header_line() -> bytes:
+    return mail(
+        "From: Hedda <hedda@reporter.example>",
+        "Subject: A very long header",
+        "Message-ID: <monster@reporter.example>",
+        "X-Padding: " + "a" * (1024 * 1024),
+        f"To: {OWN}",
+        body="The header above is a megabyte long.\r\n",
+    )
+
+
+def nested_messages(levels: int = 2000) -> bytes:
+    raw = mail("From: innermost@reporter.example", "Subject: innermost", body="hello\r\n")
+    for level in range(levels - 1):
+        raw = mail(
+            f"From: level{level}@reporter.example",
+            f"Subject: level {level}",
+            "MIME-Version: 1.0",
+            "Content-Type: message/rfc822",
+            body=raw,
+        )
+    return mail(
+        "From: Nora Nested <nora@reporter.example>",
+        f"To: {OWN}",
+        "Subject: Forwarded many times",
+        "Message-ID: <monster@reporter.example>",
+        "MIME-Version: 1.0",
+        "Content-Type: message/rfc822",
+        body=raw,
+    )
+
+
+def many_parts(parts: int = 10_000) -> bytes:
+    body = "".join(f"--p\r\nContent-Type: text/plain\r\n\r\npart {i}\r\n" for i in range(parts))
+    return mail(
+        "From: Mia Many <mia@reporter.example>",
+        f"To: {OWN}",
+        "Subject: Ten thousand parts",
+        "Message-ID: <monster@reporter.example>",
+        "MIME-Version: 1.0",
+        "Content-Type: multipart/mixed; boundary=p",
+        body=body + "--p--\r\n",
+    )
+
+
+def not_mail() -> bytes:
+    # An ELF executable's first bytes, then binary noise: a file somebody piped into sendmail.
+    noise = bytes((i * 7919 + 13) % 256 for i in range(64 * 1024))
+    return b"\x7fELF\x02\x01\x01\x00" + b"\x00" * 8 + noise
+
+
+def unknown_charsets() -> bytes:
+    return mail(
+        "From: =?x-klingon?q?Kor?= <kor@reporter.example>",
+        f"To: {OWN}",
+        "Subject: =?x-unknown-8?b?SGVsbG8gd29ybGQ=?= and =?utf-8?q?caf=C3=A9?=",
+        "Message-ID: <monster@reporter.example>",
+        "MIME-Version: 1.0",
+        'Content-Type: multipart/mixed; boundary="b"',
+        body=(
+            "--b\r\nContent-Type: text/plain; charset=x-klingon\r\n"
+            "Content-Transfer-Encoding: 8bit\r\n\r\nQapla' \xff\xfe \xe9t\xe9\r\n"
+            '--b\r\nContent-Type: text/plain; charset="utf-7"\r\n\r\n+AGEAYgBj-\r\n'
+            "--b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; "
+            "filename*=x-bogus''r%E9sum%E9.txt\r\n\r\nx\r\n--b--\r\n"
+        ).encode("latin-1"),
+    )
+
+
+@dataclass(frozen=True)
+class Monster:
+    build: Callable[[], bytes]
+    reporter: str  # the sender its case records ("" = none can be read)
+    flag: str | None  # the flag its case carries
+    defect: str  # a phrase that one of its recorded parse defects contains
+
+
+MONSTERS = {
+    "over-max-message-bytes": Monster(oversize, "olga@reporter.example", "oversize", "oversize"),
+    "megabyte-header-line": Monster(
+        megabyte_header_line, "hedda@reporter.example", None, "header block over"
+    ),
+    "two-thousand-nested-messages": Monster(
+        nested_messages, "nora@reporter.example", None, "nesting"
+    ),
+    "ten-thousand-mime-parts": Monster(many_parts, "mia@reporter.example", None, "MIME parts"),
+    "binary-file-not-mail": Monster(not_mail, "", "unparseable", "not a message"),
+    "unknown-charsets": Monster(unknown_charsets, "kor@reporter.example", None, "charset"),
+}
+
+
+def served(account: ImapAccount) -> list[bytes]:
+    """Every message of the account's INBOX as the server hands it out, in UID order."""
+    with account.client() as c:
+        c.select_folder("INBOX", readonly=True)
+        fetched = c.fetch(sorted(c.search("ALL")), ["BODY.PEEK[]"])
+        return [fetched[uid][b"BODY[]"] for uid in sorted(fetched)]
+
+
+def traced_peak(run: Callable[[], object]) -> int:
+    tracemalloc.start()
+    try:
+        run()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("name", sorted(MONSTERS))
+def test_monster_message_becomes_a_case_in_budget_and_the_next_one_is_processed(
+    tmp_path: Path, imap_account: ImapAccount, smtp_sink: SmtpSink, clock: FixedClock, name: str
+) -> None:
+    monster = MONSTERS[name]
+    bot = make_bot(tmp_path, imap_account, smtp_sink, clock, max_message_bytes=SMALL_LIMIT)
+    deliver(imap_account, monster.build(), sender="someone@reporter.example")
+    deliver(imap_account, report("Rita <rita@reporter.example>", message_id="<next@x>"))
+
+    try:
+        started = time.perf_counter()
+        result = run_once(bot)
+        elapsed = time.perf_counter() - started
+    finally:
+        bot.close()
+    # The same pass again, on a database of its own, to measure its memory: tracemalloc slows
+    # allocation-heavy parsing several times over, so it would spoil the time taken above.
+    (tmp_path / "again").mkdir()
+    again = make_bot(
+        tmp_path / "again", imap_account, smtp_sink, clock, max_message_bytes=SMALL_LIMIT
+    )
+    try:
+        peak = traced_peak(lambda: run_once(again))
+    finally:
+        again.close()
+
+    assert (result.intake.opened, result.intake.failed) == (2, 0)
+    first, following = all_cases(bot)
+    assert first.reporter == monster.reporter
+    if monster.flag:
+        assert monster.flag in first.flags
+    with bot.db.session() as s:
+        message = s.scalars(select(Message).where(Message.case_id == first.id)).first()
+        assert message is not None and message.raw_id is not None
+        stored = CompressedRawStore().get(s, message.raw_id)
+    assert stored == served(imap_account)[0]  # kept byte for byte, as the server has it
+    assert any(monster.defect in d for d in message.details["defects"]), message.details
+    # The daemon went on: the next report got its case and its receipt.
+    assert following.reporter == "rita@reporter.example"
+    assert "rita@reporter.example" in [m.rcpt_tos[0] for m in smtp_sink.wait_for(1)]
+    assert elapsed < TIME_BUDGET, f"{elapsed:.2f} s"
+    assert peak < MEMORY_BUDGET, f"{peak / 1e6:.0f} MB"
