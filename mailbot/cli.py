@@ -112,7 +112,8 @@ def _date_arg(value: str) -> date:
     try:
         return date.fromisoformat(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a date such as 2026-12-15, got {value!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected a date such as 2026-12-15, got {value!r}") from None
 
 
 def _datetime_arg(value: str) -> datetime:

@@ -230,7 +230,7 @@ def _smtp(r: _Reader) -> SmtpSettings:
     security = r.choice("smtp.security", SECURITY_MODES, "starttls")
     _check_plain_is_loopback("smtp", host, security)
     sender = r.text("smtp.from")
-    name, addr = parseaddr(sender)
+    addr = parseaddr(sender)[1]
     if "@" not in addr:
         raise ConfigError("smtp.from", 'an address such as "Security Team <security@example.com>"',
                           sender)
@@ -281,9 +281,11 @@ def _policy(r: _Reader) -> PolicySettings:
         import holidays
 
         if country not in holidays.list_supported_countries():
-            raise ConfigError("policy.holiday_country",
-                              'an ISO 3166 country code that the holidays package knows, such as "NL"',
-                              country)
+            raise ConfigError(
+                "policy.holiday_country",
+                'an ISO 3166 country code that the holidays package knows, such as "NL"',
+                country,
+            )
     digest = r.text("policy.digest_time", "", allow_empty=True)
     return PolicySettings(
         case_prefix=prefix,
@@ -424,7 +426,7 @@ class _Reader:
     def addresses(self, key: str) -> list[str]:
         out = []
         for value in self.str_list(key):
-            name, addr = parseaddr(value)
+            addr = parseaddr(value)[1]
             if "@" not in addr or addr.count("@") != 1:
                 raise ConfigError(key, "email addresses such as alice@example.com", value)
             out.append(addr)

@@ -1,4 +1,4 @@
-"""``mailbot ingest``: .eml files and mbox files processed as if they had arrived (backfill, replay).
+"""``mailbot ingest``: .eml and mbox files processed as if they had arrived (backfill, replay).
 
 An ingested message goes through the same pipeline as one from the mailbox, so ingesting a file
 twice, or ingesting mail the daemon has already read, changes nothing the second time.

@@ -44,7 +44,7 @@ class OutgoingMail:
 
 
 def enqueue(session: Session, mail: OutgoingMail, now: datetime) -> Outbox | None:
-    """Queue ``mail`` and record it on its case; a second enqueue of the same Message-ID is a no-op."""
+    """Queue ``mail`` and record it on its case; the same Message-ID twice is queued once."""
     exists = session.scalar(select(Outbox.id).where(Outbox.message_id == mail.message_id))
     if exists is not None:
         return None

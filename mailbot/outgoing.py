@@ -9,10 +9,10 @@ gives the same id and the outbox keeps one.
 from __future__ import annotations
 
 import hashlib
-from email.utils import parseaddr
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from email.utils import parseaddr
 from typing import TYPE_CHECKING, Any
 
 from mailbot.cases.models import Case

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -269,8 +270,6 @@ class LeaderLock:
 
     def release(self) -> None:
         if self._conn is not None:
-            try:
+            with contextlib.suppress(DBAPIError):
                 self._conn.close()
-            except DBAPIError:
-                pass
             self._conn = None

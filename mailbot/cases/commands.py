@@ -107,7 +107,8 @@ def parse_assess_args(args: tuple[str, ...]) -> tuple[str, date | None]:
     for arg in args:
         key, sep, value = arg.partition("=")
         if not sep or key not in ("severity", "target"):
-            raise TransitionRefused(f"/assess takes severity=... and target=YYYY-MM-DD, not {arg!r}")
+            raise TransitionRefused(
+                f"/assess takes severity=... and target=YYYY-MM-DD, not {arg!r}")
         values[key] = value
     if "severity" not in values:
         raise TransitionRefused("/assess needs severity=low|medium|high|critical")

@@ -153,7 +153,8 @@ def assess(
     target: date | None, resolution_due: datetime | None, assessment_due_after: DueAfter,
 ) -> None:
     if severity not in SEVERITIES:
-        raise TransitionRefused(f"severity must be one of {', '.join(SEVERITIES)}, not {severity!r}")
+        raise TransitionRefused(
+            f"severity must be one of {', '.join(SEVERITIES)}, not {severity!r}")
     if case.status not in OPEN_STATUSES:
         raise TransitionRefused(f"{case.id} is {case.status}: reopen it before assessing")
     if case.status == NEW:

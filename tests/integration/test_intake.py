@@ -211,7 +211,7 @@ def test_injected_headers_and_a_ccd_stranger_never_reach_the_receipt(
 
     [mail] = smtp_sink.wait_for(1)
     assert mail.rcpt_tos == ("rita@reporter.example",)
-    names = [k.lower() for k in message_from_bytes(mail.data, policy=default_policy).keys()]
+    names = [k.lower() for k in message_from_bytes(mail.data, policy=default_policy)]
     assert "bcc" not in names
     assert "cc" not in names
     assert "Secret details" not in mail.data.decode("utf-8", "replace")
