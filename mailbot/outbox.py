@@ -21,7 +21,7 @@ from mailbot.cases.models import Message, Outbox
 from mailbot.clock import Clock
 from mailbot.errors import SmtpPermanentError, SmtpTemporaryError
 from mailbot.mail.smtp import Transport
-from mailbot.store import Database
+from mailbot.store import Database, sending_lock
 
 log = logging.getLogger("mailbot.outbox")
 
@@ -109,9 +109,20 @@ async def drain(
     limit: int = 500,
 ) -> DrainReport:
     """Send what is due over one SMTP connection. A connection-level failure ends the batch."""
-    report = DrainReport()
     if not _anything_due(db, clock.now(), ignore_backoff):
-        return report
+        return DrainReport()
+    with sending_lock(db) as ours:
+        if not ours:
+            log.info("another mailbot process is sending the outbox; leaving it to that one")
+            return DrainReport()
+        return await _drain(db, transport, clock, on_failure, ignore_backoff, limit)
+
+
+async def _drain(
+    db: Database, transport: Transport, clock: Clock, on_failure: AlertSink,
+    ignore_backoff: bool, limit: int,
+) -> DrainReport:
+    report = DrainReport()
     tried: set[int] = set()
     connection_lost: SmtpTemporaryError | None = None
     try:
@@ -122,6 +133,11 @@ async def drain(
                     if row is None:
                         break
                     tried.add(row.id)
+                    if db.is_sqlite:
+                        # End the claim's transaction before the SMTP exchange: SQLite locks the
+                        # whole file for a writer, and intake must not wait on a slow server. The
+                        # sending lock keeps every other process away from this row meanwhile.
+                        session.commit()
                     try:
                         await smtp.send(row.envelope_from, list(row.recipients), row.data)
                     except SmtpPermanentError as exc:

@@ -218,6 +218,29 @@ def acquire_instance_lock(db: Database) -> InstanceLock:
     return InstanceLock(handle)
 
 
+@contextmanager
+def sending_lock(db: Database) -> Iterator[bool]:
+    """Whether this process may send the outbox now (False: another one is sending).
+
+    On SQLite the drain does not hold a transaction while the SMTP server answers: SQLite's one
+    writer lock would stall intake for as long as the server takes. This flock beside the database
+    file stands in for the row locks instead, so that two processes on one file (the daemon and
+    ``deadlines check``) never send the same row. PostgreSQL needs none: rows are claimed with
+    ``FOR UPDATE SKIP LOCKED`` and stay locked while they are sent."""
+    database = db.engine.url.database if db.is_sqlite else None
+    if not database or database == ":memory:":
+        yield True
+        return
+    path = Path(database).resolve().with_name(Path(database).name + ".sending.lock")
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True  # closing the file releases the lock, and so does the death of the process
+
+
 class LeaderLock:
     """One reader per mailbox on PostgreSQL: a session advisory lock on a dedicated connection.
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import smtplib
+import tempfile
 import threading
 import time
 import tracemalloc
@@ -1169,3 +1171,84 @@ def test_monster_message_becomes_a_case_in_budget_and_the_next_one_is_processed(
     assert "rita@reporter.example" in [m.rcpt_tos[0] for m in smtp_sink.wait_for(1)]
     assert elapsed < TIME_BUDGET, f"{elapsed:.2f} s"
     assert peak < MEMORY_BUDGET, f"{peak / 1e6:.0f} MB"
+
+
+# ---------------------------------------------------------------------------------------------
+# Attachment names are reporter input: shown, never used as a path
+
+HOSTILE_FILENAMES = [
+    b'Content-Disposition: attachment; filename="../../etc/passwd"',
+    b'Content-Disposition: attachment; filename="/etc/cron.d/mailbot"',
+    b"Content-Disposition: attachment; filename*=utf-8''a%00b%0D%0A..%2F..%2Fx",
+    b'Content-Disposition: attachment; filename="C:\\\\Windows\\\\System32\\\\evil.dll"',
+    b"Content-Disposition: attachment; filename*=utf-8''invoice%E2%80%AEfdp.exe",
+    b'Content-Disposition: attachment; filename="=?utf-8?q?..=2F..=2Fetc=2Fshadow?="',
+    b'Content-Disposition: attachment; filename="tab\there\x1b[31mred"',
+    b'Content-Type: application/octet-stream; name="..\\\\..\\\\boot.ini"',
+    b'Content-Disposition: attachment; filename="' + b"long" * 2500 + b'"',
+]
+FORBIDDEN_IN_NAMES = ("/", "\\", "\x00", "\r", "\n", "\t", "\x1b", "\u202e")
+
+
+def attachments_report() -> bytes:
+    parts = b"".join(
+        b"--b\r\n"
+        + (
+            b""
+            if header.startswith(b"Content-Type")
+            else b"Content-Type: application/octet-stream\r\n"
+        )
+        + header
+        + b"\r\nContent-Transfer-Encoding: base64\r\n\r\naGVsbG8=\r\n"
+        for header in HOSTILE_FILENAMES
+    )
+    return mail(
+        "From: Rita <rita@reporter.example>",
+        f"To: {OWN}",
+        "Subject: PoC files attached",
+        "Message-ID: <files@reporter.example>",
+        "MIME-Version: 1.0",
+        'Content-Type: multipart/mixed; boundary="b"',
+        body=b"--b\r\nContent-Type: text/plain\r\n\r\nSee the files.\r\n" + parts + b"--b--\r\n",
+    )
+
+
+def test_attachment_filenames_are_never_used_as_paths(
+    bot: App,
+    imap_account: ImapAccount,
+    smtp_sink: SmtpSink,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    deliver(imap_account, attachments_report())
+    # Intake runs in an empty working directory with an empty temporary directory: anything
+    # written to either (or a path derived from a file name) would show.
+    cwd, tmp = tmp_path / "cwd", tmp_path / "tmp"
+    cwd.mkdir()
+    tmp.mkdir()
+    monkeypatch.chdir(cwd)
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    system_tmp = Path("/tmp")
+    before = {p.name for p in system_tmp.iterdir()}
+    passwd = Path("/etc/passwd").stat()
+
+    run_once(bot)
+
+    assert list(cwd.iterdir()) == []
+    assert list(tmp.iterdir()) == []
+    appeared = {p.name for p in system_tmp.iterdir()} - before
+    assert not [n for n in appeared if any(w in n for w in ("passwd", "shadow", "evil", "boot"))]
+    assert Path("/etc/passwd").stat().st_mtime == passwd.st_mtime
+    assert not Path("/etc/cron.d/mailbot").exists()
+    _, message = inbound(bot, "<files@reporter.example>")
+    attachments = message.details["attachments"]
+    assert len(attachments) == len(HOSTILE_FILENAMES)
+    names = [str(a["filename"]) for a in attachments]
+    for name in names:
+        assert not any(c in name for c in FORBIDDEN_IN_NAMES), repr(name)
+        assert name.isprintable() and len(name) <= 255
+        assert name not in ("", ".", "..")
+    assert ".._.._etc_passwd" in names and "invoice fdp.exe" in names
+    assert all(a["sha256"] == hashlib.sha256(b"hello").hexdigest() for a in attachments)
+    assert [m.rcpt_tos for m in smtp_sink.wait_for(1)] == [("rita@reporter.example",)]
