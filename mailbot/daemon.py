@@ -83,7 +83,7 @@ class Daemon:
                 self._mailbox_failures += 1
                 delay = min(2 ** self._mailbox_failures, MAX_BACKOFF_SECONDS)
                 self._skip_mailbox_until = loop.time() + delay
-                log.warning("mailbox pass failed (%s); next try in %d s", exc, delay)
+                log.warning("mailbox pass failed (%s); next try in %d s", _one_line(exc), delay)
                 return
             except MailbotError:
                 log.exception("mailbox pass failed")
@@ -98,7 +98,7 @@ class Daemon:
             try:
                 await self.app.drain_outbox()
             except TemporaryError as exc:
-                log.warning("outbox drain failed: %s", exc)
+                log.warning("outbox drain failed: %s", _one_line(exc))
 
     async def deadlines_job(self) -> None:
         async with self.busy["deadlines"]:
@@ -106,10 +106,15 @@ class Daemon:
                 queued = await asyncio.to_thread(self.app.watch_deadlines)
                 queued += await asyncio.to_thread(digest_due, self.app, self.app.clock.now())
             except TemporaryError as exc:
-                log.warning("deadline watch failed: %s", exc)
+                log.warning("deadline watch failed: %s", _one_line(exc))
                 return
         if queued:
             self.wake("outbox")
+
+
+def _one_line(exc: BaseException) -> str:
+    # Driver messages span lines (libpq adds "Is the server running...?"); one event, one line.
+    return " ".join(str(exc).split())
 
 
 def _folders(app: App) -> list[str]:

@@ -273,7 +273,9 @@ class LeaderLock:
                                     {"k": self._key}).scalar())
             conn.commit()
         except DBAPIError as exc:
-            raise DatabaseUnavailable(f"cannot take the mailbox lock: {exc.orig}") from exc
+            raise DatabaseUnavailable(
+                f"database unavailable for the mailbox reader lock: {exc.orig}"
+            ) from exc
         if not got:
             conn.close()
             return False

@@ -21,19 +21,20 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mailbot.app import App
-from mailbot.cases.models import Case, Outbox
+from mailbot.cases.models import Case, InboundFailure, MailboxCursor, Outbox
 from mailbot.clock import FixedClock
-from mailbot.errors import MailboxUnavailable
+from mailbot.errors import DatabaseUnavailable, MailboxUnavailable
 from mailbot.intake import runner
 from mailbot.intake.pipeline import Intake, Outcome
 from mailbot.mail.message import FetchedMessage
 from tests import daemons, factories
 from tests.daemons import DaemonProcess, Progress, Tally
 from tests.servers.dovecot import ImapAccount, ImapTestServer
+from tests.servers.postgres import PostgresServer
 from tests.servers.smtp_sink import SmtpSink
 
 # ---------------------------------------------------------------------------------------------
@@ -536,3 +537,95 @@ def test_smtp_hanging_in_the_daemon_does_not_hold_up_intake(
     tally = Tally.of(smtp_sink.received)
     assert tally.answered() == {daemons.reporter(0), daemons.reporter(1)}
     assert tally.duplicates == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# The database
+
+
+@pytest.fixture
+def pg_bot(
+    tmp_path: Path, imap_account: ImapAccount, smtp_sink: SmtpSink, private_postgres: PostgresServer
+) -> Iterator[App]:
+    app = factories.app(
+        factories.settings(
+            tmp_path,
+            imap_account.mailbox_settings(batch_size=5),
+            smtp_sink.smtp_settings(),
+            database_url=private_postgres.url(),
+        )
+    )
+    yield app
+    app.close()
+
+
+def test_database_stopped_during_a_pass_fails_it_whole_and_the_next_pass_picks_everything_up(
+    pg_bot: App,
+    private_postgres: PostgresServer,
+    imap_account: ImapAccount,
+    smtp_sink: SmtpSink,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reporters = deliver_reports(imap_account, 12)
+    fault_at(monkeypatch, 8, private_postgres.stop)  # PostgreSQL goes away mid second batch
+
+    with pytest.raises(DatabaseUnavailable):
+        pg_bot.read_mailbox()
+
+    private_postgres.resume()
+    monkeypatch.undo()
+    with pg_bot.db.session() as s:  # the first batch whole, nothing of the second
+        assert s.scalar(select(func.count()).select_from(Case)) == 5
+        assert s.scalar(select(func.count()).select_from(Outbox)) == 5
+        assert s.scalar(select(MailboxCursor.last_uid).where(MailboxCursor.folder == "INBOX")) == 5
+        assert s.scalar(select(func.count()).select_from(InboundFailure)) == 0
+    again = asyncio.run(pg_bot.run_once())
+
+    assert again.intake.opened == 7
+    assert sum(case_reporters(pg_bot).values()) == 12
+    tally = Tally.of(smtp_sink.received)
+    assert tally.answered() == reporters
+    assert tally.duplicates == 0
+
+
+def test_database_unavailable_for_a_while_the_daemon_says_so_and_catches_up(
+    pg_bot: App,
+    private_postgres: PostgresServer,
+    imap_account: ImapAccount,
+    smtp_sink: SmtpSink,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    reporters = deliver_reports(imap_account, 12)
+    back = threading.Timer(3, private_postgres.resume)
+
+    def outage() -> None:
+        private_postgres.stop()
+        back.start()
+
+    fault_at(monkeypatch, 8, outage)
+    caplog.set_level(logging.INFO, logger="mailbot")
+
+    def all_answered() -> bool:
+        try:
+            return set(case_reporters(pg_bot)) == reporters and len(smtp_sink.received) >= 12
+        except DatabaseUnavailable:
+            return False
+
+    try:
+        run_daemon_until(pg_bot, all_answered, timeout=60)
+    finally:
+        back.join()
+
+    assert sum(case_reporters(pg_bot).values()) == 12
+    assert Tally.of(smtp_sink.received).duplicates == 0
+    failed = [
+        m
+        for m in messages_from(caplog, "mailbot.daemon", logging.WARNING)
+        if m.startswith("mailbox pass failed")
+    ]
+    assert failed
+    for line in failed:
+        assert "database" in line and "next try in" in line
+        assert "\n" not in line
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], "only warnings expected"
