@@ -13,10 +13,12 @@ without touching the network, so the caller ends the batch and opens a new conne
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiosmtplib
 
@@ -24,6 +26,8 @@ from mailbot.config import SmtpSettings
 from mailbot.errors import SmtpPermanentError, SmtpTemporaryError
 
 log = logging.getLogger("mailbot.smtp")
+
+_CLOSE_GRACE_SECONDS = 1.0
 
 # aiosmtplib's own errors for a peer that vanished or never answered, plus the OS-level ones.
 _CONNECTION_ERRORS = (
@@ -85,14 +89,14 @@ async def _connect(client: aiosmtplib.SMTP, s: SmtpSettings) -> None:
         await client.connect()
     except aiosmtplib.SMTPAuthenticationError as exc:
         # Not the message's fault: it stays queued until the operator fixes the credentials.
-        client.close()
+        await _quit_quietly(client)
         raise SmtpTemporaryError(
             f"SMTP login as {s.username!r} refused by {where} ({exc.code} {exc.message}); "
             "check smtp.username and the password",
             code=exc.code,
         ) from exc
     except aiosmtplib.SMTPResponseException as exc:
-        client.close()
+        await _quit_quietly(client)
         raise SmtpTemporaryError(
             f"SMTP server {where} refused the session: {exc.code} {exc.message}", code=exc.code
         ) from exc
@@ -108,6 +112,33 @@ async def _connect(client: aiosmtplib.SMTP, s: SmtpSettings) -> None:
     )
 
 
+async def _quit_quietly(client: aiosmtplib.SMTP) -> None:
+    """QUIT when the session still stands, so the server ends it cleanly; then close."""
+    sock = _socket_of(client)
+    if client.is_connected:
+        try:
+            await client.quit()
+        except (aiosmtplib.SMTPException, *_CONNECTION_ERRORS):
+            pass  # the session is over either way
+    client.close()
+    await _socket_closed(sock)
+
+
+def _socket_of(client: aiosmtplib.SMTP) -> Any:
+    try:
+        return client.get_transport_info("socket")
+    except aiosmtplib.SMTPException:
+        return None
+
+
+async def _socket_closed(sock: Any) -> None:
+    # Closing a TLS transport takes a few more turns of the event loop (close_notify); a caller
+    # that ends its loop right away (asyncio.run in `run --once`) would leak the socket.
+    deadline = time.monotonic() + _CLOSE_GRACE_SECONDS
+    while sock is not None and sock.fileno() != -1 and time.monotonic() < deadline:
+        await asyncio.sleep(0.005)
+
+
 class SmtpConnection:
     """An open SMTP session; ``send`` may be called many times."""
 
@@ -115,6 +146,7 @@ class SmtpConnection:
         self._client = client
         self._where = where
         self._lost: str | None = None
+        self._sock = _socket_of(client)
 
     @property
     def usable(self) -> bool:
@@ -202,9 +234,8 @@ class SmtpConnection:
         self._client.close()
 
     async def close(self) -> None:
-        if self._lost is None and self._client.is_connected:
-            try:
-                await self._client.quit()
-            except (aiosmtplib.SMTPException, *_CONNECTION_ERRORS):
-                pass  # the session is over either way
+        if self._lost is None:
+            await _quit_quietly(self._client)
+        sock = self._sock
         self._client.close()
+        await _socket_closed(sock)
