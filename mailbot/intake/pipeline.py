@@ -1,6 +1,7 @@
 """The trip of one message, top to bottom.
 
-    dedupe   -> a message seen before changes nothing
+    dedupe   -> a message seen before changes nothing (but a Sent-folder copy proves that an
+                unproven inbox copy was the team's reply, and applies it)
     store    -> the raw bytes are kept, whatever follows
     parse    -> an InboundMessage (never raises)
     classify -> automatic? our own? the team? trusted?
