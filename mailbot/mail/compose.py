@@ -14,7 +14,14 @@ import re
 import unicodedata
 from datetime import datetime
 from email import policy as email_policy
-from email.headerregistry import Address, BaseHeader, HeaderRegistry, UnstructuredHeader
+from email.header import Header
+from email.headerregistry import (
+    Address,
+    AddressHeader,
+    BaseHeader,
+    HeaderRegistry,
+    UnstructuredHeader,
+)
 from email.message import EmailMessage
 from email.policy import Policy
 from email.utils import format_datetime, getaddresses
@@ -224,10 +231,44 @@ class _MessageIdListHeader(UnstructuredHeader, BaseHeader):
         return policy.linesep.join(lines) + policy.linesep
 
 
+# typeshed types AddressHeader.init and BaseHeader.init differently; at run time the registry
+# combines exactly these two classes, as it does for its own address headers.
+class _AddressListHeader(AddressHeader, BaseHeader):  # type: ignore[misc]
+    """From / To, written out from the Address objects themselves.
+
+    The stock folder drops the quotes of a long quoted display name when it breaks the line:
+    ``"Bcc: x@evil.test" <jane@example.org>`` came out as a group ``Bcc:`` holding x@evil.test.
+    Here short ASCII names are always quoted, anything else becomes RFC 2047 encoded words, and
+    lines break only between addresses or between encoded words.
+    """
+
+    max_count = 1
+
+    def fold(self, *, policy: Policy) -> str:
+        entries = [_format_address(a, policy.linesep) for a in self.addresses]
+        return f"{self.name}: " + f",{policy.linesep} ".join(entries) + policy.linesep
+
+
+_QUOTED_NAME_LIMIT = 60
+
+
+def _format_address(address: Address, linesep: str) -> str:
+    name = address.display_name
+    if not name:
+        return address.addr_spec
+    if name.isascii() and len(name) <= _QUOTED_NAME_LIMIT:
+        phrase = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    else:
+        phrase = Header(name, "utf-8").encode(linesep=linesep, maxlinelen=76)
+    return f"{phrase} <{address.addr_spec}>"
+
+
 def _policy() -> Policy:
     registry = HeaderRegistry()
     registry.map_to_type("in-reply-to", _MessageIdListHeader)
     registry.map_to_type("references", _MessageIdListHeader)
+    registry.map_to_type("from", _AddressListHeader)
+    registry.map_to_type("to", _AddressListHeader)
     # 7bit: the body is quoted-printable when it is not ASCII, so no relay needs 8BITMIME.
     return email_policy.SMTP.clone(cte_type="7bit", header_factory=registry)
 

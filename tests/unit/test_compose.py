@@ -235,6 +235,17 @@ def test_an_address_with_a_second_address_smuggled_in_is_refused() -> None:
             clean_address(value)
 
 
+def test_a_long_display_name_cannot_turn_into_a_group_when_folded() -> None:
+    # Found by the long fuzz: the stock folder dropped the quotes of a long quoted name, and
+    # readers then saw a group "...Bcc:" holding x@evil.test as the recipient.
+    name = "=?utf-8?q?\r\nDQpCY2M6IHhAZXZpbC50ZXN0DQpCY2M6IHhAZXZpbC50ZXN0Bcc: x@evil.test"
+
+    msg = parse(build(to=[f'"{name}" <jane@example.org>']))
+
+    assert [a.addr_spec for a in msg["To"].addresses] == ["jane@example.org"]
+    assert msg["To"].groups[0].display_name is None
+
+
 def test_a_display_name_with_a_comma_is_quoted_not_split() -> None:
     address = clean_address('"Evil, Bcc: x@y" <a@example.org>')
 
