@@ -95,7 +95,7 @@ UNTRUSTED = {
         f"=?utf-8?q?alice=40team=2Eexample=2Etest?= <{STRANGER}>",
         EVIL_PASS,
     ),
-    "encoded-word local part": ("=?utf-8?q?alice?=@team.example.test", PASS),
+    "encoded-word local part": ("=?utf-8?q?alice?=@team.example.test", EVIL_PASS),
     "team domain as a subdomain of another": (
         "Alice <alice@team.example.test.evil.example>",
         EVIL_PASS.replace("evil.example", "team.example.test.evil.example"),
