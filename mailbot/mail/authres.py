@@ -41,7 +41,7 @@ def parse_authentication_results(value: str) -> AuthResults | None:
     """One Authentication-Results value, or None when not even an authserv-id can be read."""
     groups = _groups(_tokens(value[:MAX_VALUE]))
     head = groups[0]
-    if not head or head[0] is _EQUALS:
+    if not head or head[0] is _EQUALS or not head[0].strip():
         return None
     results = tuple(r for r in (_resinfo(g) for g in groups[1:]) if r is not None)
     return AuthResults(authserv_id=str(head[0]).lower(), results=results)
@@ -73,6 +73,8 @@ def _tokens(value: str) -> list[str]:
             i += 1
         elif ch == "=":
             tokens.append(_EQUALS)
+            i += 1
+        elif ch == ")":  # a comment that never opened: junk, skipped
             i += 1
         else:
             start = i

@@ -1,11 +1,8 @@
-"""Header values as they arrive -> clean text and strict addresses (pure, never raising).
+"""Header values as they arrive -> clean display text and message ids (pure, never raising).
 
 Every function here takes what a sender wrote, so each one bounds its work by the length of its
-input and turns any failure into an empty or partial answer instead of an exception.
-
-Addresses are parsed from the *raw* value, before RFC 2047 decoding: decoding first would let
-``=?utf-8?q?alice=40example.com?= <evil@x>`` read as ``alice@example.com <evil@x>``. Only the
-display name is ever decoded.
+input and turns any failure into an empty or partial answer instead of an exception. Address
+fields have their own parser in ``addresses.py``.
 """
 
 from __future__ import annotations
@@ -13,13 +10,8 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Iterable
-from email import errors, policy
-
-from mailbot.mail.message import Address
 
 MAX_HEADER_VALUE = 8 * 1024  # characters kept of each decoded header value
-MAX_ADDRESS_FIELD = 8 * 1024  # characters of an address field that are parsed at all
 MAX_ID_LENGTH = 998  # a Message-ID longer than an RFC 5322 line is not one
 
 # Unfolding: a line break followed by white space is folding, not content (RFC 5322 2.2.3).
@@ -33,20 +25,6 @@ _SPACES = re.compile(r"\s+")
 _ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
 _ENCODED_WORD = re.compile(r"=\?([^?\s]{1,75})\?([qQbB])\?([^?\s]*)\?=")
 _MSG_ID = re.compile(r"<[^<>\s]{1,996}>")
-
-# What a strict addr-spec may look like: a dot-atom local part (no quoted strings, so never a
-# second "@") and a host name. Non-ASCII is allowed for SMTPUTF8 mail from raw 8-bit headers;
-# it can never come from an encoded word, because those are not decoded in addr-specs.
-_LOCAL_PART = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-\u0080-\U0010ffff]{1,64}")
-_DOMAIN = re.compile(
-    r"(?:[A-Za-z0-9_\-\u0080-\U0010ffff]{1,63}\.)*[A-Za-z0-9_\-\u0080-\U0010ffff]{1,63}"
-)
-# Defects that mean the field does not say one clear thing; for From they make it unusable.
-_AMBIGUOUS = (
-    errors.InvalidHeaderDefect,
-    errors.HeaderMissingRequiredValue,
-    errors.UndecodableBytesDefect,
-)
 
 
 def fix_8bit(value: str) -> str:
@@ -169,58 +147,3 @@ def message_id(raw: str) -> str:
     if bare and " " not in bare and len(bare) <= MAX_ID_LENGTH - 2 and "<" not in bare:
         return f"<{bare}>"
     return ""
-
-
-def parse_addresses(name: str, raw: str, *, strict: bool) -> tuple[tuple[Address, ...], str | None]:
-    """The mailboxes of one address field, and a problem (or None).
-
-    ``strict`` (for From): the field yields nothing at all when it is too long, when the parser
-    found it ambiguous (an address and junk, two angle addresses, an unclosed bracket) or when
-    any mailbox in it is not a plain ``local@domain``. Otherwise unusable mailboxes are skipped.
-    """
-    value = unfold(fix_8bit(raw))
-    label = name.capitalize()
-    if len(value) > MAX_ADDRESS_FIELD:
-        if strict:
-            return (), f"{label} header too long ({len(value)} characters)"
-        value = value[: value.rfind(",", 0, MAX_ADDRESS_FIELD) + 1]
-    try:
-        header = policy.default.header_factory(name, value)
-        parsed = list(header.addresses)
-        defects = list(header.defects)
-    except Exception as exc:  # the header parser has raised on hostile input before
-        return (), f"{label} header unparseable ({type(exc).__name__})"
-    if strict and any(isinstance(d, _AMBIGUOUS) for d in defects):
-        return (), f"{label} header unparseable"
-    found: list[Address] = []
-    for item in parsed:
-        addr = _addr_spec(item.username, item.domain)
-        if addr is None:
-            if strict:
-                return (), f"{label} header has an unusable address"
-            continue
-        found.append(Address(name=clean(item.display_name, 200), addr=addr))
-    return tuple(found), None
-
-
-def _addr_spec(username: str, domain: str) -> str | None:
-    if not (_LOCAL_PART.fullmatch(username) and _DOMAIN.fullmatch(domain)):
-        return None
-    addr = f"{username}@{domain}"
-    if username.startswith(".") or username.endswith(".") or not addr.isprintable():
-        return None
-    return addr.lower()
-
-
-def all_addresses(
-    name: str, values: Iterable[str], *, strict: bool
-) -> tuple[tuple[Address, ...], list[str]]:
-    """The mailboxes of every field of one name, and the problems met on the way."""
-    found: list[Address] = []
-    problems: list[str] = []
-    for raw in values:
-        addresses, problem = parse_addresses(name, raw, strict=strict)
-        found.extend(addresses)
-        if problem:
-            problems.append(problem)
-    return tuple(found), problems

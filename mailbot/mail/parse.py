@@ -40,9 +40,9 @@ from typing import Any
 import mailparser
 from inscriptis import get_text
 
+from mailbot.mail.addresses import all_addresses
 from mailbot.mail.headers import (
     MAX_HEADER_VALUE,
-    all_addresses,
     charset_problem,
     clean,
     decode_bytes,

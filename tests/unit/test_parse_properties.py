@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import re
+from email import policy
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mailbot.intake.rules import is_automatic
+from mailbot.mail.addresses import parse_addresses
+from mailbot.mail.authres import parse_authentication_results
 from mailbot.mail.message import InboundMessage
 from mailbot.mail.parse import dedupe_key, header_block_sender, parse_message
 
@@ -96,3 +101,38 @@ def test_auto_submitted_auto_replied_is_always_automatic(
 
     raw = block(before) + b"Auto-Submitted: auto-replied\r\n" + block(after) + b"\r\n" + body
     assert is_automatic(parse_message(raw)).yes
+
+
+HOST_NAME = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
+address_text = st.lists(
+    st.one_of(
+        st.sampled_from([*'()<>@,;:\\".[] ', "=?utf-8?q?", "?=", "alice", "example.com"]),
+        st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=6),
+    ),
+    max_size=30,
+).map("".join)
+
+
+@FAST
+@given(address_text)
+def test_addresses_agree_with_the_stdlib_wherever_it_sees_no_defect(value: str) -> None:
+    ours = [a.addr for a in parse_addresses("to", value, strict=False)[0]]
+    try:
+        header = policy.default.header_factory("to", value)
+    except Exception:  # the stdlib's parser raises on some inputs (IndexError seen)
+        return
+    # We refuse quoted local parts, domain literals and domains that are not host names.
+    if header.defects or any(
+        not a.username or '"' in a.addr_spec or not HOST_NAME.fullmatch(a.domain)
+        for a in header.addresses
+    ):
+        return
+    theirs = [a.addr_spec.lower() for a in header.addresses]
+    assert ours == theirs
+
+
+@FAST
+@given(st.one_of(st.text(max_size=300), address_text))
+def test_authentication_results_parsing_never_raises_or_hangs(value: str) -> None:
+    parsed = parse_authentication_results(value)
+    assert parsed is None or parsed.authserv_id

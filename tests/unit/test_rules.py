@@ -371,6 +371,8 @@ def test_authentication_results_are_read_with_comments_quotes_and_versions() -> 
     assert parsed_ar.results[0].domain("header.d") == "example.com"
 
 
-@pytest.mark.parametrize("value", ["", "   ", "; dkim=pass", "(only a comment)", "= pass"])
+@pytest.mark.parametrize(
+    "value", ["", "   ", "; dkim=pass", "(only a comment)", "= pass", ")", ") ; dkim=pass"]
+)
 def test_authentication_results_without_an_authserv_id_are_nothing(value: str) -> None:
     assert parse_authentication_results(value) is None
