@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from mailbot.mail.headers import clean, decode_words, fix_8bit, unfold
 from mailbot.mail.message import Address
@@ -24,18 +24,17 @@ from mailbot.mail.message import Address
 MAX_ADDRESS_FIELD = 8 * 1024  # characters of an address field that are parsed at all
 
 _SPECIALS = frozenset("<>@,;:.")
-_ATOM_STOP = frozenset('()<>[]:;@\\,."') | frozenset(" \t\r\n")
+_ATOM = re.compile(r'[^()<>\[\]:;@\\,."\x00-\x20\x7f]+')
 _LOCAL_PART = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-\u0080-\U0010ffff]{1,64}")
 _DOMAIN = re.compile(
     r"(?:[A-Za-z0-9_\-\u0080-\U0010ffff]{1,63}\.)*[A-Za-z0-9_\-\u0080-\U0010ffff]{1,63}"
 )
 
 
-@dataclass(frozen=True)
-class _Token:
+class _Token(NamedTuple):
     kind: str  # "atom", "quoted", "special", "literal", "bad"
     text: str
-    spaced: bool = False  # white space or a comment came before it
+    spaced: bool  # white space or a comment came before it
 
 
 class _Unusable(Exception):
@@ -93,26 +92,25 @@ def _tokens(value: str) -> list[_Token]:
             spaced = True
             if closed:
                 continue
-            token = _Token("bad", "(")
+            kind, text = "bad", "("
         elif ch == '"':
             i, text, closed = _quoted(value, i)
-            token = _Token("quoted" if closed else "bad", text)
+            kind = "quoted" if closed else "bad"
         elif ch == "[":
             end = value.find("]", i)
-            token = _Token("literal" if end != -1 else "bad", value[i : end + 1])
+            kind, text = ("literal", value[i : end + 1]) if end != -1 else ("bad", "[")
             i = end + 1 if end != -1 else n
         elif ch in _SPECIALS:
-            token = _Token("special", ch)
+            kind, text = "special", ch
             i += 1
         elif ch in ")]\\" or ch < " " or ch == "\x7f":
-            token = _Token("bad", ch)
+            kind, text = "bad", ch
             i += 1
         else:
-            start = i
-            while i < n and value[i] not in _ATOM_STOP and value[i] >= " " and value[i] != "\x7f":
-                i += 1
-            token = _Token("atom", value[start:i])
-        tokens.append(_Token(token.kind, token.text, spaced))
+            m = _ATOM.match(value, i)
+            kind, text = "atom", m.group(0) if m else ch
+            i += len(text)
+        tokens.append(_Token(kind, text, spaced))
         spaced = False
     return tokens
 

@@ -67,7 +67,7 @@ MAX_HTML = 256 * 1024  # characters of HTML converted to text (inscriptis: ~0.7 
 MAX_PARTS = 1000  # MIME parts examined
 MAX_DEPTH = 64  # MIME nesting levels examined
 MAX_REFERENCES = 100  # ids kept of References and of In-Reply-To (the last ones)
-MAX_ADDRESS_FIELDS = 10  # fields of one address header (From, To, ...) parsed
+MAX_ADDRESS_FIELDS = 3  # fields of one address header (From, To, ...) parsed; all counted
 MAX_DEFECTS = 50
 MAX_FILENAME = 255
 # Content-Type / Content-Disposition: longer values, or more parameters, are cut when stored.

@@ -104,8 +104,7 @@ def test_an_overlong_strict_field_is_unusable_and_a_lax_one_is_cut() -> None:
 def test_hostile_fields_are_read_in_linear_time(unit: str) -> None:
     value = unit * (MAX_ADDRESS_FIELD // len(unit))
     started = time.perf_counter()
-    for _ in range(10):
-        parse_addresses("from", value, strict=True)
-        parse_addresses("to", value, strict=False)
-    # The stdlib's parser took about 3 s for one of these; ours takes milliseconds.
-    assert time.perf_counter() - started < 2.0
+    parse_addresses("from", value, strict=True)
+    parse_addresses("to", value, strict=False)
+    # The stdlib's parser took about 3 s on 8 KB of '"'; ours takes a few hundredths.
+    assert time.perf_counter() - started < 1.0
