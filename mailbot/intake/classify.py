@@ -27,8 +27,11 @@ class Classification:
 
     @property
     def untrusted_team(self) -> bool:
-        """Claims or imitates the team but could not prove it: recorded, flagged, never obeyed."""
-        return (self.claims_team.yes or self.imitates_team.yes) and not self.trusted_team.yes
+        """Claims or imitates the team but could not prove it: recorded, flagged, never obeyed.
+
+        Our own mail coming back is not a team claim, even when our address is in a team domain."""
+        claims = self.claims_team.yes or self.imitates_team.yes
+        return claims and not self.trusted_team.yes and not self.own.yes
 
     @property
     def trust_reason(self) -> str:

@@ -270,3 +270,19 @@ def test_a_message_that_breaks_intake_is_retried_then_quarantined_and_the_rest_g
     assert alerts[0].recipients == ["oncall@team.example.test"]
     fourth = run_once(bot)
     assert fourth.intake.failed == fourth.intake.quarantined == 0
+
+
+def test_our_own_mail_in_a_team_domain_is_not_an_unauthenticated_team_claim(
+    tmp_path: Path, imap_account: ImapAccount, smtp_sink: SmtpSink
+) -> None:
+    own = "Security <security@team.example.test>"
+    app = factories.app(factories.settings(
+        tmp_path, imap_account.mailbox_settings(), smtp_sink.smtp_settings(from_address=own)))
+    deliver(imap_account, factories.message(sender=own, subject="a copy of what we sent"))
+
+    run_once(app)
+
+    [case] = cases(app)
+    assert "own-mail" in case.flags
+    assert "unauthenticated-team" not in case.flags
+    app.close()
