@@ -175,8 +175,9 @@ def _parse(raw: bytes, max_bytes: int, defects: _Defects) -> InboundMessage:
         defects.add("MIME nesting too deep: body not parsed")
         return _header_only(raw, defects)
     walk = _walk(tree, defects)
-    if not tree.keys():
-        defects.add("no header block")
+    if _only_trace_fields(tree):
+        # Not mail (a binary file, say): binary bodies are not text, and mail-parser has
+        # nothing to add.
         text = "" if b"\x00" in raw[:65536] else _body_text(walk, defects)
         return _build(len(raw), tree, text=text, walk=walk, defects=defects)
     skip = shape.mailparser_unsuitable()
@@ -231,8 +232,6 @@ def _header_only(raw: bytes, defects: _Defects) -> InboundMessage:
         )
     parser = BytesParser(_BoundedMessage, policy=policy.compat32)
     tree = parser.parsebytes(raw[:end], headersonly=True)
-    if not tree.keys():
-        defects.add("no header block")
     walk = _Walk(part_types=[_content_type(tree)])
     return _build(len(raw), tree, text="", walk=walk, defects=defects)
 
@@ -684,13 +683,20 @@ def _build(
     )
 
 
-def _nothing_from_the_sender(fields: list[tuple[str, str]], defects: _Defects) -> bool:
+def _only_trace_fields(tree: Message) -> bool:
     # A file that is not mail still arrives with the trace fields the delivering server added
     # (Return-Path, Received, ...), so "some header field" does not make it a message.
-    nothing = all(_is_trace_name(name) for name, _ in fields)
-    if fields and nothing:
+    return all(_is_trace_name(name.strip().lower()) for name in tree)
+
+
+def _nothing_from_the_sender(fields: list[tuple[str, str]], defects: _Defects) -> bool:
+    if not fields:
+        defects.add("no header block")
+        return True
+    if all(_is_trace_name(name) for name, _ in fields):
         defects.add("only the fields mail servers add: not a message")
-    return nothing
+        return True
+    return False
 
 
 def _as_str(value: Any) -> str:

@@ -346,6 +346,18 @@ def test_binary_junk_is_unparseable_and_quick() -> None:
     assert msg.sender is None
 
 
+def test_binary_junk_delivered_with_trace_fields_is_still_unparseable() -> None:
+    # Dovecot's LMTP adds Return-Path and Delivered-To to whatever it stores.
+    junk = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(range(256)) * 64
+    msg = parse_message(
+        b"Return-Path: <x@y.example>\nDelivered-To: security@example.test\n"
+        b"Received: from mx by mx; Mon, 2 Nov 2026 10:00:00 +0000\n" + junk
+    )
+    assert msg.unparseable
+    assert "only the fields mail servers add: not a message" in msg.defects
+    assert msg.text_body == ""
+
+
 def test_outlook_msg_file_is_unparseable() -> None:
     ole2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 2000
     msg = parse_message(ole2)
