@@ -75,7 +75,8 @@ MAX_PARAM_FIELD = 8 * 1024
 MAX_PARAMS = 64
 # The feed parser's boundary checks: estimated nesting depth x lines it may cost.
 NESTING_BUDGET = 10_000_000
-MAX_BOUNDARY_DECLARATIONS = 64
+MAX_BOUNDARY_DECLARATIONS = 64  # more, and their nesting is not worked out: assumed deep
+MAX_BOUNDARY_MENTIONS = 10_000
 # Shapes that make mail-parser slow (it parses every address and Received field it sees).
 MAILPARSER_MAX_HEADER_BLOCK = 256 * 1024
 MAILPARSER_MAX_FIELD = 32 * 1024
@@ -165,7 +166,7 @@ def _parse(raw: bytes, max_bytes: int, defects: _Defects) -> InboundMessage:
         return _header_only(raw, defects)
     if shape.depth * shape.lines > NESTING_BUDGET:
         defects.add(
-            f"multipart nesting too deep for its size (about {shape.depth} levels, "
+            f"multipart nesting too deep for its size (estimated {shape.depth} levels over "
             f"{shape.lines} lines): body not parsed"
         )
         return _header_only(raw, defects)
@@ -384,21 +385,24 @@ def _field_stats(raw: bytes, end: int) -> tuple[int, int]:
 def _nesting_depth(raw: bytes, lines: int) -> int:
     """An upper estimate of how deep multiparts nest: boundaries declared and not yet closed."""
     lowered = raw.lower()
-    declared = lowered.count(b"boundary")
-    if declared * lines <= NESTING_BUDGET:
-        return declared  # cheap enough whatever the nesting
-    if declared > MAX_BOUNDARY_DECLARATIONS:
-        return declared
-    events: list[tuple[int, int]] = []
+    mentions = lowered.count(b"boundary")
+    if mentions * lines <= NESTING_BUDGET or mentions > MAX_BOUNDARY_MENTIONS:
+        return mentions  # cheap enough whatever the nesting, or too many to look at
+    declared: list[re.Match[bytes]] = []
     pos = lowered.find(b"boundary")
     while pos != -1:
         m = _BOUNDARY_PARAM.match(lowered, pos)
         if m:
-            group = 1 if m.group(1) is not None else 2
-            value = raw[m.start(group) : m.end(group)]  # boundaries are case-sensitive
-            close = raw.find(b"--" + value + b"--", m.end())
-            events += [(m.end(), 1), (close if close != -1 else len(raw), -1)]
+            declared.append(m)
         pos = lowered.find(b"boundary", pos + 8)
+    if len(declared) * lines <= NESTING_BUDGET or len(declared) > MAX_BOUNDARY_DECLARATIONS:
+        return len(declared)
+    events: list[tuple[int, int]] = []
+    for m in declared:
+        group = 1 if m.group(1) is not None else 2
+        value = raw[m.start(group) : m.end(group)]  # boundaries are case-sensitive
+        close = raw.find(b"--" + value + b"--", m.end())
+        events += [(m.end(), 1), (close if close != -1 else len(raw), -1)]
     depth = deepest = 0
     for _, step in sorted(events):
         depth += step
