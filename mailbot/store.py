@@ -151,12 +151,19 @@ def _alembic_config(connection: Connection) -> Any:
     return cfg
 
 
+_MIGRATE_LOCK = zlib.crc32(b"mailbot:migrate")
+
+
 def migrate(db: Database) -> str:
     """Bring the schema to the latest version; return that version."""
     from alembic import command
 
     try:
         with db.engine.begin() as conn:
+            if not db.is_sqlite:
+                # Instances started together would each create the tables and all but one fail;
+                # the lock lasts until this transaction commits, so the others then find it done.
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATE_LOCK})
             command.upgrade(_alembic_config(conn), "head")
     except OperationalError as exc:
         raise DatabaseUnavailable(f"cannot migrate the database: {exc.orig}") from exc
