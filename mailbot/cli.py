@@ -198,11 +198,12 @@ def _cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     import asyncio
     import signal
 
-    from mailbot.store import acquire_instance_lock
+    from mailbot.store import Database, acquire_instance_lock
 
-    app = _app(settings, migrate=True)
-    lock = acquire_instance_lock(app.db)
+    # The lock first: a second instance must not touch (or migrate) the running one's database.
+    lock = acquire_instance_lock(Database(settings.database.url))
     try:
+        app = _app(settings, migrate=True)
         if args.once:
             report = asyncio.run(app.run_once())
             app.close()

@@ -9,6 +9,7 @@ to start, and a restart right after kill -9 proceeds.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -192,7 +193,13 @@ def test_on_sqlite_a_second_daemon_refuses_to_start_and_a_restart_after_kill_9_p
         daemons.wait_until(lambda: logged(first, RUNNING), 30, "the daemon", alive=[first])
 
         for args in (("run",), ("run", "--once")):
-            refused = daemons.run_mailbot(config, *args, timeout=30)
+            with sqlite3.connect(tmp_path / "mailbot.db") as busy:
+                busy.execute("BEGIN IMMEDIATE")  # the running one is in the middle of a write
+                began = time.monotonic()
+                refused = daemons.run_mailbot(config, *args, timeout=60)
+                took = time.monotonic() - began
+                busy.rollback()
+            assert took < 10, f"the refusal took {took:.0f} s"  # it never touched the database
             assert refused.returncode != 0
             lines = refused.stderr.strip().splitlines()
             assert len(lines) == 1, refused.stderr
