@@ -107,6 +107,7 @@ def deliver_many(account: ImapAccount, raws: list[bytes], sender: str) -> None:
 
 
 def run_once(app: App) -> CycleReport:
+    """One cycle; the SMTP server has kept every message it accepted by the time it returns."""
     return asyncio.run(app.run_once())
 
 
@@ -315,7 +316,6 @@ def batch_run(
             deliver(account, raw, sender=envelope)
         run_once(app)
         sink.wait_for(expected_receipts)
-        time.sleep(0.2)  # anything unexpected would arrive now
         yield BatchRun(app, sink)
     finally:
         app.close()
@@ -567,7 +567,6 @@ def test_a_flood_of_a_thousand_reports_opens_a_thousand_cases_and_sends_at_most_
     assert len(answered) == limit
     assert all(c.reporter == "flood@reporter.example" for c in cases)
     received = smtp_sink.wait_for(limit)
-    time.sleep(0.2)
     assert len(smtp_sink.received) == limit
     assert {r.rcpt_tos for r in received} == {("flood@reporter.example",)}
     assert len([o for o in outbox(bot) if o.kind == "receipt"]) == limit
@@ -595,7 +594,6 @@ def test_a_burst_from_one_sender_gets_receipts_up_to_the_limit_and_flags_the_res
         assert len(all_cases(bot)) == 10
         assert len(limited) == 7
         receipts = smtp_sink.wait_for(3)
-        time.sleep(0.2)
         assert sorted(r.rcpt_tos[0] for r in smtp_sink.received) == [
             "flood@reporter.example",
             "flood@reporter.example",
@@ -670,7 +668,6 @@ def test_ticket_trick_verification_mail_is_never_mailed_out(
 
     [case] = all_cases(bot)
     assert case.subject == f"Confirm your Service workspace: code {CODE}"  # kept, for the team
-    time.sleep(0.2)
     for received in smtp_sink.received:
         outside = [r for r in received.rcpt_tos if not is_team(r)]
         if not outside:
@@ -797,7 +794,6 @@ def test_header_injection_through_subject_and_display_name_never_adds_a_header_o
     assert len([c for c in answerable if "INJECTED" in c.subject]) >= 8
     assert len([c for c in answerable if "INJECTED" in c.reporter_name]) >= 2
     received = smtp_sink.wait_for(len(answerable) + len(cases))
-    time.sleep(0.2)
     assert len(smtp_sink.received) == len(answerable) + len(cases)
     receipts = {r.rcpt_tos[0]: r for r in received if r.message["Auto-Submitted"] == "auto-replied"}
     escalations = [r for r in received if r.message["Auto-Submitted"] == "auto-generated"]
@@ -1238,7 +1234,9 @@ def test_attachment_filenames_are_never_used_as_paths(
     assert list(cwd.iterdir()) == []
     assert list(tmp.iterdir()) == []
     appeared = {p.name for p in system_tmp.iterdir()} - before
-    assert not [n for n in appeared if any(w in n for w in ("passwd", "shadow", "evil", "boot"))]
+    assert not appeared & {"etc", "passwd", "shadow", "evil.dll", "boot.ini", "x"}
+    for relative in ("../../etc/passwd", "../../etc/shadow", "../../x", "../boot.ini"):
+        assert not (cwd / relative).exists()
     assert Path("/etc/passwd").stat().st_mtime == passwd.st_mtime
     assert not Path("/etc/cron.d/mailbot").exists()
     _, message = inbound(bot, "<files@reporter.example>")
