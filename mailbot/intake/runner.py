@@ -87,6 +87,9 @@ class MailboxRunner:
                             "(messages seen before change nothing)", folder,
                             cursor.uidvalidity, state.uidvalidity)
                 last_uid = 0
+                # Recorded at once: a resync cut short resumes where it got to, and a folder
+                # that was emptied is not found "changed" again on every pass.
+                cursor.uidvalidity, cursor.last_uid = state.uidvalidity, 0
             retry_uids = list(session.scalars(
                 select(InboundFailure.uid).where(
                     InboundFailure.folder == folder,

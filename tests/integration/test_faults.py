@@ -629,3 +629,26 @@ def test_database_unavailable_for_a_while_the_daemon_says_so_and_catches_up(
         assert "database" in line and "next try in" in line
         assert "\n" not in line
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], "only warnings expected"
+
+
+def test_uidvalidity_changed_on_an_emptied_folder_is_warned_about_once(
+    bot: App, imap_account: ImapAccount, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = imap_account.server
+    assert server is not None
+    daemons.deliver_backlog(imap_account, (daemons.report(i) for i in range(2)))
+    asyncio.run(bot.run_once())
+    with imap_account.client() as c:  # the operator emptied the folder, then it was rebuilt
+        c.select_folder("INBOX")
+        c.delete_messages(c.search("ALL"))
+        c.expunge()
+    server.change_uidvalidity(imap_account, "INBOX")
+    caplog.set_level(logging.INFO, logger="mailbot")
+
+    for _ in range(3):
+        asyncio.run(bot.run_once())
+    daemons.deliver_backlog(imap_account, [daemons.report(2)])
+    last = asyncio.run(bot.run_once())
+
+    assert last.intake.opened == 1
+    assert len([r for r in caplog.records if "UIDVALIDITY changed" in r.getMessage()]) == 1
