@@ -32,6 +32,7 @@ from mailbot.config import Settings
 from mailbot.deadlines.calendar import BusinessCalendar
 from mailbot.intake.classify import Classification, classify
 from mailbot.intake.correlate import Correlation, correlate
+from mailbot.mail.compose import clean_address
 from mailbot.mail.message import Attachment, FetchedMessage, InboundMessage
 from mailbot.mail.parse import dedupe_key, header_block_sender, parse_message
 from mailbot.outbox import enqueue, receipts_sent_recently
@@ -246,6 +247,10 @@ def _send_receipt(
     reason = facts.no_receipt_reason()
     if reason is None and not case.reporter:
         reason = "no single sender address to answer"
+    if reason is None and not _answerable(case.reporter):
+        # Parsing accepts what senders write (an SMTPUTF8 local part, an odd domain label);
+        # composing refuses it. Refusing here keeps the case instead of failing the message.
+        reason = f"{case.reporter} cannot be written as a recipient"
     now = intake.clock.now()
     if reason is None:
         limit = intake.settings.policy.receipts_per_sender_per_day
@@ -257,6 +262,14 @@ def _send_receipt(
                        {"reason": reason}, now)
         return
     enqueue(session, receipt(intake.writer, case, msg, key, now), now)
+
+
+def _answerable(address: str) -> bool:
+    try:
+        clean_address(address)
+    except ValueError:
+        return False
+    return True
 
 
 def _source(msg: InboundMessage, fetched: FetchedMessage) -> str:

@@ -1250,3 +1250,29 @@ def test_attachment_filenames_are_never_used_as_paths(
     assert ".._.._etc_passwd" in names and "invoice fdp.exe" in names
     assert all(a["sha256"] == hashlib.sha256(b"hello").hexdigest() for a in attachments)
     assert [m.rcpt_tos for m in smtp_sink.wait_for(1)] == [("rita@reporter.example",)]
+
+
+# ---------------------------------------------------------------------------------------------
+# A From that parses but cannot be written back as a recipient
+
+
+@pytest.mark.parametrize(
+    "sender",
+    ["J\u00fcrgen <j\u00fcrgen@reporter.example>", "rita@-bad-.example", "rita@reporter..example"],
+    ids=["non-ascii-local-part", "malformed-domain-label", "empty-domain-label"],
+)
+def test_a_sender_address_a_reply_cannot_carry_still_opens_a_case_without_receipt(
+    bot: App, imap_account: ImapAccount, smtp_sink: SmtpSink, sender: str
+) -> None:
+    deliver(imap_account, report(sender, message_id="<odd-sender@x>"))
+    deliver(imap_account, report("Rita <rita@reporter.example>", message_id="<next@x>"))
+
+    result = run_once(bot)
+
+    assert (result.intake.opened, result.intake.failed) == (2, 0)
+    case, _ = inbound(bot, "<odd-sender@x>")
+    reasons = [e.detail["reason"] for e in events(bot, case.id) if e.action == "no-receipt"]
+    if case.reporter:
+        assert reasons and "cannot be written as a recipient" in reasons[0]
+    assert [m.rcpt_tos for m in smtp_sink.wait_for(1)] == [("rita@reporter.example",)]
+    assert [o.recipients for o in outbox(bot)] == [["rita@reporter.example"]]
