@@ -64,6 +64,9 @@ FRAGMENTS = [
     b"From: a@b.example\r\n",
     b"From: alice@team.example.test\r\n",
     b"From: =?utf-8?q?x=40y?= <c@d.example>\r\n",
+    b"From: j\xc3\xbcrgen@reporter.example\r\n",
+    b"From: rita@-bad-.example\r\n",
+    b"From: Ja <j@xn--bcher-kva.example>\r\n",
     b"Subject: [SEC-2026-0001] =?utf-8?b?w6k=?=\r\n",
     b"In-Reply-To: <seed@r>\r\n",
     b"References: <SEC-2026-0001.receipt.n.0123456789abcdef@example.test>\r\n",
@@ -207,6 +210,17 @@ def test_a_message_classified_automatic_is_never_answered(
 
     assert outcome is Outcome.OPENED
     assert receipts(app) == before + 1
+
+
+@PROPERTY
+@given(raw=anything, folder=st.sampled_from(["INBOX", "Sent"]))
+def test_the_whole_pipeline_never_raises_on_arbitrary_mail(
+    app: App, raw: bytes, folder: str
+) -> None:
+    with app.db.session() as session:
+        outcome = process(session, fetched(raw, folder), app.intake)
+
+    assert outcome in (Outcome.OPENED, Outcome.ADDED, Outcome.DUPLICATE)
 
 
 @PROPERTY
