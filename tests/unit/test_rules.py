@@ -276,6 +276,16 @@ def test_results_from_another_authserv_id_are_ignored() -> None:
     )
 
 
+def test_our_field_counts_among_fields_from_other_servers() -> None:
+    msg = from_team(
+        "Authentication-Results: mx.evil.test; dkim=fail header.d=example.com",
+        "Authentication-Results: mx.example.test; spf=pass smtp.mailfrom=example.com;"
+        " dkim=pass header.d=example.com",
+        "Authentication-Results: relay.elsewhere.example; dmarc=none",
+    )
+    assert is_trusted_team(msg, TEAM, in_sent_folder=False).yes
+
+
 def test_authserv_id_hidden_in_a_comment_is_not_ours() -> None:
     msg = from_team(
         "Authentication-Results: (mx.example.test) mx.evil.test; dmarc=pass header.from=example.com"
