@@ -8,7 +8,7 @@ from datetime import datetime
 
 @dataclass(frozen=True)
 class Address:
-    """One mailbox from a header: ``name`` is the display name, ``addr`` the lower-cased addr-spec."""
+    """One mailbox from a header: ``name`` the display name, ``addr`` the lower-cased addr-spec."""
 
     name: str
     addr: str
@@ -79,5 +79,5 @@ class FetchedMessage:
     internal_date: datetime  # aware, UTC
 
 
-# Our loop header: every message mailbot sends carries it, and mail that carries it is never answered.
+# Our loop header: everything mailbot sends carries it; mail that carries it is never answered.
 LOOP_HEADER = "X-Mailbot-Loop"
