@@ -523,12 +523,12 @@ def test_smtp_hanging_in_the_daemon_does_not_hold_up_intake(
             waited.append(time.monotonic())
         if daemons.reporter(1) in case_reporters(app):
             waited.append(time.monotonic() - waited[0])
+            smtp_sink.reset()  # the hung session gets its answer (451): no need to wait it out
             return True
         return False
 
     try:
         run_daemon_until(app, second_report_opened, timeout=30)
-        smtp_sink.reset()
         asyncio.run(app.drain_outbox(ignore_backoff=True))
     finally:
         app.close()
