@@ -50,6 +50,7 @@ _LOCAL_PART = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+
 _DOMAIN_LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 # A msg-id as it is used in practice: "<left@right>", printable ASCII, no spaces or brackets.
 _MSG_ID = re.compile(r"^<[!-;=?-~]+@[!-;=?-~]+>$")
+_ANGLE_ADDR = re.compile(r"<([^<>]*)>")
 _ID_PART = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,75}$")
 _AUTO_SUBMITTED = re.compile(r"^[a-z][a-z-]{0,30}$")
@@ -109,13 +110,21 @@ def clean_address(value: str) -> Address:
     a quoted or non-ASCII local part (it would need SMTPUTF8), or a malformed domain. A non-ASCII
     domain is converted to its IDNA (``xn--``) form.
     """
-    cleaned = clean_header(value, 998)
+    # Only line breaks and controls go here: RFC 2047 decoding applies to the display name alone
+    # (below), never to the address, and decoding the whole value could swallow the address.
+    cleaned = _one_line(value)
     pairs = [(n, a) for n, a in getaddresses([cleaned]) if n or a]
     if len(pairs) != 1:
         raise ValueError(f"expected exactly one address, got {value!r}")
     name, addr = pairs[0]
-    if addr not in cleaned:
-        # The parser glued or unquoted pieces (``bob@exa mple.org``): not what was written.
+    brackets = _ANGLE_ADDR.findall(cleaned)
+    if brackets and brackets[-1].strip() != addr:
+        # ``Bcc: x@evil.test( <jane@example.org>`` parses as x@evil.test: a group label and an
+        # open comment took the bracketed address away. Refuse rather than guess.
+        raise ValueError(f"ambiguous address {value!r}")
+    if addr not in cleaned or "=?" in addr:
+        # The parser glued or unquoted pieces (``bob@exa mple.org``): not what was written; or an
+        # encoded word posing as an address, which some readers would decode.
         raise ValueError(f"unusable address {value!r}")
     local, at, domain = addr.rpartition("@")
     if not at or not _LOCAL_PART.match(local) or len(local) > 64:

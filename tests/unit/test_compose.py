@@ -230,6 +230,7 @@ def test_an_address_with_a_second_address_smuggled_in_is_refused() -> None:
         "Bob <bob@example.org>\nBcc: victim@evil.test",
         "bob@example.org, victim@evil.test",
         "bob@example.org)<victim@evil.test>",
+        "Bcc: victim@evil.test( <bob@example.org>",  # found by hypothesis
     ]:
         with pytest.raises(ValueError):
             clean_address(value)
