@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import json
 import logging
 import random
@@ -28,7 +29,7 @@ from mailbot.app import App
 from mailbot.cases.models import Case, InboundFailure, MailboxCursor, Outbox
 from mailbot.clock import FixedClock
 from mailbot.errors import DatabaseUnavailable, MailboxUnavailable
-from mailbot.intake import runner
+from mailbot.intake import pipeline, runner
 from mailbot.intake.pipeline import Intake, Outcome
 from mailbot.mail.message import FetchedMessage
 from tests import daemons, factories
@@ -90,8 +91,9 @@ def kill_and_restart(
     try:
         for n, target in enumerate(targets, 1):
             daemons.wait_until(
-                lambda t=target: done() >= t, 120, f"progress {target}", alive=[daemon]
-            )
+                functools.partial(_reached, done, target), 120, f"progress {target}",
+                alive=[daemon],
+            )  # fmt: skip
             time.sleep(rng.uniform(0, 0.2))  # not always right after a commit
             daemon.kill()
             phases.append(_phase(progress, sink, messages))
@@ -121,6 +123,10 @@ def kill_and_restart(
         duplicate_receipts=tally.duplicates,
         seconds=round(time.monotonic() - started, 1),
     )
+
+
+def _reached(done: Callable[[], int], target: int) -> bool:
+    return done() >= target
 
 
 def _phase(progress: Progress, sink: SmtpSink, messages: int) -> str:
@@ -213,10 +219,10 @@ def bot(tmp_path: Path, imap_account: ImapAccount, smtp_sink: SmtpSink) -> Itera
     app.close()
 
 
-def fault_at(monkeypatch: pytest.MonkeyPatch, nth: int, fault: Callable[[], None]) -> list[int]:
+def fault_at(monkeypatch: pytest.MonkeyPatch, nth: int, fault: Callable[[], object]) -> list[int]:
     """Call ``fault`` just before the ``nth`` message of a pass goes through the pipeline."""
     calls: list[int] = []
-    real = runner.process
+    real = pipeline.process
 
     def process(session: Session, fetched: FetchedMessage, intake: Intake) -> Outcome:
         calls.append(fetched.uid)
@@ -281,9 +287,12 @@ def test_imap_connection_dropped_during_a_pass_loses_nothing_and_the_daemon_reco
     carries on from the last committed batch."""
     server = imap_account.server
     assert server is not None
-    drop = {"kick": server.drop_connections, "kill": server.kill_sessions}[how]
+    drop: Callable[[ImapAccount], object] = {
+        "kick": server.drop_connections,
+        "kill": server.kill_sessions,
+    }[how]
     daemons.deliver_backlog(imap_account, (daemons.report(i) for i in range(12)))
-    calls = fault_at(monkeypatch, 7, lambda: drop(imap_account))  # mid second batch of 5
+    calls = fault_at(monkeypatch, 7, functools.partial(drop, imap_account))  # mid 2nd batch
     caplog.set_level(logging.INFO, logger="mailbot")
     expected = {daemons.reporter(i) for i in range(12)}
 
@@ -456,7 +465,9 @@ def test_smtp_answering_550_fails_the_receipt_and_tells_the_team(
         ("alert", "sent", (daemons.ONCALL,)),
     ]
     [alert] = [m for m in smtp_sink.received if m.rcpt_tos == (daemons.ONCALL,)]
-    assert daemons.reporter(0) in alert.message.get_body(("plain",)).get_content()
+    body = alert.message.get_body(("plain",))
+    assert body is not None
+    assert daemons.reporter(0) in body.get_content()
     assert any(
         "failed permanently" in m for m in messages_from(caplog, "mailbot.outbox", logging.ERROR)
     )
