@@ -17,6 +17,7 @@ def run_checks(settings: Settings) -> tuple[list[tuple[str, Problem]], list[tupl
         ("database", _check_database(settings)),
         ("imap", _check_imap(settings)),
         ("smtp", _check_smtp(settings)),
+        ("templates", _check_templates(settings)),
     ]
     notes: list[tuple[str, str]] = []
     if not settings.secrets.token_key:
@@ -26,6 +27,21 @@ def run_checks(settings: Settings) -> tuple[list[tuple[str, Problem]], list[tupl
         notes.append(("oncall", "nobody to remind: set oncall.addresses, oncall.rotation "
                                 "or team.addresses"))
     return results, notes
+
+
+def _check_templates(settings: Settings) -> Problem:
+    """Every template, built-in or overridden, must at least compile."""
+    import jinja2
+
+    from mailbot.templates import build_environment
+
+    env = build_environment(settings.templates.directory)
+    try:
+        for name in env.list_templates(extensions=["j2"]):
+            env.get_template(name)
+    except jinja2.TemplateError as exc:
+        return f"{getattr(exc, 'name', '') or 'a template'}: {exc}"
+    return None
 
 
 def _check_database(settings: Settings) -> Problem:

@@ -196,3 +196,16 @@ def test_demo_runs_on_its_embedded_servers(capsys: pytest.CaptureFixture[str]) -
     out = capsys.readouterr().out
     assert "4 cases opened, 3 receipts sent" in out
     assert "assessed" in out
+
+
+def test_check_names_an_override_template_that_does_not_compile(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TEST_IMAP_PASSWORD", "x")
+    overrides = tmp_path / "templates"
+    overrides.mkdir()
+    (overrides / "receipt.txt.j2").write_text("Hello {{ case_id }\n")
+    config = write_config(tmp_path, extra=f'[templates]\ndirectory = "{overrides}"\n')
+
+    assert main(["--config", str(config), "check"]) == 1
+    assert "templates: receipt.txt.j2: " in capsys.readouterr().out
