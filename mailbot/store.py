@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from sqlalchemy import Connection, Engine, create_engine, event, select, text
+from sqlalchemy import Connection, Engine, create_engine, event, insert, select, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
@@ -118,16 +118,20 @@ class RawStore(Protocol):
     def get(self, session: Session, raw_id: int) -> bytes: ...
 
 
+_INSERT_RAW = insert(RawMessage).returning(RawMessage.id)
+
+
 class CompressedRawStore:
     """zlib-compressed bytes in the ``raw_messages`` table."""
 
     codec = "zlib"
 
     def put(self, session: Session, raw: bytes) -> int:
-        row = RawMessage(size=len(raw), codec=self.codec, data=zlib.compress(raw, 6))
-        session.add(row)
-        session.flush()
-        return row.id
+        # A Core INSERT on the session's connection rather than an ORM object and a flush: a
+        # third of the cost per message, and the session does not hold on to the compressed
+        # bytes until its batch commits.
+        values = {"size": len(raw), "codec": self.codec, "data": zlib.compress(raw, 6)}
+        return int(session.connection().execute(_INSERT_RAW, values).scalar_one())
 
     def get(self, session: Session, raw_id: int) -> bytes:
         row = session.get(RawMessage, raw_id)
