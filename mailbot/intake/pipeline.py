@@ -146,6 +146,7 @@ def _record_message(
             "correlation": where.reason,
             "automatic": facts.automatic.reason if facts.automatic.yes else "",
             "trust": facts.trust_reason,
+            "reply_to": [a.addr for a in msg.reply_to[:5]],
             "attachments": [_attachment(a) for a in msg.attachments[:200]],
             "defects": list(msg.defects[:20]),
         },
@@ -188,8 +189,7 @@ def _apply_team_message(
     def assessment_due_after(at: datetime) -> datetime:
         return intake.calendar.add_business_days(at, policy.assessment_business_days)
 
-    recipients = {a.addr for a in (*msg.to, *msg.cc)}
-    if case.status == service.NEW and case.reporter and case.reporter in recipients:
+    if case.status == service.NEW and _reaches_reporter(session, case, msg, intake):
         service.acknowledge(session, case, actor, message.received_at, assessment_due_after,
                             explicit=False)
     for command in parse_commands(msg.text_body):
@@ -204,6 +204,32 @@ def _apply_team_message(
         else:
             service.record(session, case, actor, "command",
                            {"command": command.line}, now)
+
+
+def _reaches_reporter(session: Session, case: Case, msg: InboundMessage, intake: Intake) -> bool:
+    """The reporter is among the recipients: their address, or the Reply-To of their report
+    (mail clients answer there). A Reply-To naming the team or ourselves never counts, or a
+    reporter could make the team's internal mail look like an acknowledgement."""
+    if not case.reporter:
+        return False
+    recipients = {a.addr for a in (*msg.to, *msg.cc)}
+    if case.reporter in recipients:
+        return True
+    report = session.scalars(
+        select(Message)
+        .where(Message.case_id == case.id, Message.direction == "in")
+        .order_by(Message.id)
+        .limit(1)
+    ).first()
+    if report is None:
+        return False
+    team = intake.settings.team
+    aliases = {
+        addr for addr in report.details.get("reply_to", [])
+        if addr not in team.addresses and addr.rpartition("@")[2] not in team.domains
+        and addr != intake.settings.own_address
+    }
+    return bool(recipients & aliases)
 
 
 def _trust_sent_copy(

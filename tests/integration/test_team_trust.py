@@ -351,3 +351,24 @@ def test_a_new_thread_from_the_team_opens_a_case_without_receipt_or_acknowledgem
     [case] = flow.cases()
     assert case.ack_due is None
     assert flow.outbox() == []
+
+
+def test_a_team_reply_to_the_reports_reply_to_address_acknowledges(flow: Mailflow) -> None:
+    case, report_id = flow.open_report(headers={"Reply-To": "rita.private@mail.example"})
+    flow.deliver(team_reply(answering=report_id, to="Rita <rita.private@mail.example>"),
+                 TEAM_MEMBER)
+
+    flow.run()
+
+    assert flow.case(case.id).status == "acknowledged"
+
+
+def test_a_reply_to_naming_the_team_never_turns_team_mail_into_an_acknowledgement(
+    flow: Mailflow,
+) -> None:
+    case, report_id = flow.open_report(headers={"Reply-To": TEAM_MEMBER})
+    flow.deliver(team_reply(answering=report_id, to=TEAM_MEMBER), TEAM_MEMBER)
+
+    flow.run()
+
+    assert flow.case(case.id).status == "new"
