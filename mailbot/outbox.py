@@ -123,16 +123,18 @@ async def _drain(
     ignore_backoff: bool, limit: int,
 ) -> DrainReport:
     report = DrainReport()
-    tried: set[int] = set()
+    tried = 0
+    after = 0  # rows are claimed in id order; each is tried at most once per drain
     connection_lost: SmtpTemporaryError | None = None
     try:
         async with transport.connection() as smtp:
-            while connection_lost is None and len(tried) < limit:
+            while connection_lost is None and tried < limit:
                 with db.session() as session:
-                    row = _claim_next(session, clock.now(), ignore_backoff, tried)
+                    row = _claim_next(session, clock.now(), ignore_backoff, after)
                     if row is None:
                         break
-                    tried.add(row.id)
+                    tried += 1
+                    after = row.id
                     if db.is_sqlite:
                         # End the claim's transaction before the SMTP exchange: SQLite locks the
                         # whole file for a writer, and intake must not wait on a slow server. The
@@ -178,13 +180,13 @@ def _count_queued(db: Database) -> int:
 
 
 def _claim_next(
-    session: Session, now: datetime, ignore_backoff: bool, tried: set[int]
+    session: Session, now: datetime, ignore_backoff: bool, after: int
 ) -> Outbox | None:
-    stmt = select(Outbox).where(Outbox.state == QUEUED)
+    # "id > the last one claimed" rather than "id NOT IN (every one tried)": that list grew with
+    # each row, so each claim was a new statement to compile, and a drain was quadratic.
+    stmt = select(Outbox).where(Outbox.state == QUEUED, Outbox.id > after)
     if not ignore_backoff:
         stmt = stmt.where(Outbox.next_attempt_at <= now)
-    if tried:
-        stmt = stmt.where(Outbox.id.not_in(tried))
     stmt = stmt.order_by(Outbox.id).limit(1).with_for_update(skip_locked=True)
     return session.scalars(stmt).first()
 
