@@ -71,11 +71,12 @@ def event_view(e: Event) -> dict[str, Any]:
 
 def list_cases(session: Session, *, status: str | None = None,
                where: ColumnElement[bool] | None = None) -> list[dict[str, Any]]:
-    counts = (select(Message.case_id, func.count(Message.id).label("n"))
-              .group_by(Message.case_id).subquery())
-    stmt = (select(Case, func.coalesce(counts.c.n, 0))
-            .outerjoin(counts, counts.c.case_id == Case.id)
-            .order_by(Case.received_at, Case.id))
+    # Counted per listed case (an index lookup each), not grouped over the whole messages table
+    # first: with 100,000 cases that grouping made `cases list --at-risk` take 0.3 s for a
+    # screenful of rows.
+    count = (select(func.count(Message.id)).where(Message.case_id == Case.id)
+             .correlate(Case).scalar_subquery())
+    stmt = select(Case, count).order_by(Case.received_at, Case.id)
     if status:
         stmt = stmt.where(Case.status == status)
     if where is not None:
