@@ -96,6 +96,7 @@ class ImapMailbox:
             )
             self._client = client
             client.normalise_times = False  # aware INTERNALDATEs, whatever the host's TZ
+            _quiet_imaplib(client)
             if s.security == "starttls":
                 client.starttls(self._ssl_context())
             client.login(s.username, s.password)
@@ -469,6 +470,18 @@ def _reason(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     quoted = _BYTES_REPR.fullmatch(text)
     return quoted.group(2) if quoted else text
+
+
+def _quiet_imaplib(client: Any) -> None:
+    """Undo imapclient's imaplib debug level unless its protocol trace is actually logged.
+
+    imapclient sets imaplib's debug level to 5 to send imaplib's trace to the
+    ``imapclient.imaplib`` logger; at that level imaplib formats every response with %r,
+    message bytes included, whether or not the logger wants it: most of a FETCH's CPU time and
+    three times a large message's size in memory (the benchmark's 25 MB message).
+    """
+    if not logging.getLogger("imapclient.imaplib").isEnabledFor(logging.DEBUG):
+        client._imap.debug = 0
 
 
 def _as_utc(value: datetime) -> datetime:
