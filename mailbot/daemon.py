@@ -79,6 +79,7 @@ class Daemon:
         async with self.busy["mailbox"]:
             try:
                 report = await asyncio.to_thread(self.app.read_mailbox)
+                await asyncio.to_thread(self.app.beat)  # healthy = the mailbox was read recently
             except TemporaryError as exc:
                 self._mailbox_failures += 1
                 delay = min(2 ** self._mailbox_failures, MAX_BACKOFF_SECONDS)
@@ -89,7 +90,6 @@ class Daemon:
                 log.exception("mailbox pass failed")
                 return
             self._mailbox_failures = 0
-            await asyncio.to_thread(self.app.beat)  # healthy = the mailbox was read recently
         if report.opened or report.added or report.quarantined:
             self.wake("outbox")
 
