@@ -1,0 +1,1 @@
+"""mailbot's benchmark suite: ``python -m bench [--quick]``. See docs/benchmarks.md."""

@@ -1,0 +1,72 @@
+"""The benchmark suite in its quick mode, so that it cannot rot: it runs every part against the
+real servers and writes its table and JSON. Speed is not asserted here; `python -m bench` measures.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.servers import server_missing
+from tests.servers.dovecot import doveadm_binary, dovecot_binary
+
+REPO = Path(__file__).resolve().parents[2]
+# About 12 s: Dovecot, PostgreSQL, the daemon and a dozen worker processes start and stop.
+pytestmark = pytest.mark.slow
+PARTS = ("backlog", "latency", "scale", "size", "startup")
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, object]]:
+    if dovecot_binary() is None or doveadm_binary() is None:
+        server_missing("the benchmark needs Dovecot (apt install dovecot-imapd dovecot-lmtpd)")
+    out = tmp_path_factory.mktemp("bench") / "results.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--json", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout, json.loads(out.read_text())
+
+
+def test_quick_benchmark_measures_every_part(quick_run: tuple[str, dict[str, object]]) -> None:
+    _, results = quick_run
+    assert results["quick"] is True
+    for part in PARTS:
+        assert part in results, part
+    backlog = results["backlog"]
+    assert isinstance(backlog, dict)
+    for run in backlog["runs"]:
+        assert run["waiting"] == run["messages"]
+        assert run["floor"]["messages"] == run["messages"]
+        assert run["mailbot"]["cases"] > 0
+        assert run["mailbot"]["sent"] == run["sink_received"]
+    latency = results["latency"]
+    assert isinstance(latency, dict)
+    assert latency["missing"] == 0 and latency["median_seconds"] is not None
+    scale = results["scale"]
+    assert isinstance(scale, dict)
+    assert scale["sqlite"]["cases"] == 500
+    assert isinstance(scale["sqlite"]["at_risk_listed"], int)
+    assert scale["sqlite"]["watch_seconds"] > 0
+
+
+def test_quick_benchmark_prints_its_table_and_records_the_machine(
+    quick_run: tuple[str, dict[str, object]],
+) -> None:
+    stdout, results = quick_run
+    assert stdout.splitlines()[0].split() == ["part", "measure", "value", "target", "verdict"]
+    for part in PARTS:
+        assert any(line.startswith(part) for line in stdout.splitlines()), part
+    machine = results["machine"]
+    assert isinstance(machine, dict)
+    assert machine["cores"] and machine["python"] and machine["cpu"]
+    assert len(results["table"]) >= len(PARTS)  # type: ignore[arg-type]
