@@ -153,7 +153,7 @@ def _fail(args: argparse.Namespace, exc: Exception, status: int, what: str) -> i
 
 def _setup_logging(args: argparse.Namespace) -> None:
     level = logging.DEBUG if args.debug else (
-        logging.INFO if args.command in ("run", "ingest", "deadlines") else logging.WARNING)
+        logging.INFO if args.command in ("run", "deadlines") else logging.WARNING)
     logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("apscheduler", "mailparser", "aiosmtplib", "alembic", "imapclient"):
