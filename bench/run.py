@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import platform
@@ -90,21 +91,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     plan = QUICK if args.quick else FULL
     if args.backlog:
-        plan = Plan((max(1, args.backlog // 4), args.backlog), *_rest(plan, 1))
+        plan = dataclasses.replace(plan, backlog=(max(1, args.backlog // 4), args.backlog))
     if args.cases:
-        plan = Plan(
-            plan.backlog,
-            plan.latency_reports,
-            plan.latency_rate,
-            args.cases,
-            plan.size,
-            plan.startup_runs,
-        )
+        plan = dataclasses.replace(plan, cases=args.cases)
     workdir = Path(tempfile.mkdtemp(prefix="mailbot-bench-"))
     results: dict[str, Any] = {
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "quick": args.quick,
-        "plan": plan.__dict__,
+        "plan": dataclasses.asdict(plan),
         "commit": _commit(),
         "machine": machine(),
     }
@@ -125,10 +119,6 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(results, indent=2, default=str) + "\n")
     print(f"\nresults: {out}")
     return 0
-
-
-def _rest(plan: Plan, skip: int) -> tuple[Any, ...]:
-    return tuple(plan.__dict__.values())[skip:]
 
 
 def run_parts(
