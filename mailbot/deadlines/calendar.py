@@ -147,17 +147,6 @@ class BusinessCalendar:
         opens, closes = self.business_hours
         return self.is_business_day(local.date()) and opens <= local.time() < closes
 
-    def next_business_hours_start(self, at: datetime) -> datetime:
-        """``at`` itself if it is within business hours, else when they next begin (UTC)."""
-        if self.in_business_hours(at):
-            return _aware(at).astimezone(UTC)
-        local = _aware(at).astimezone(self.tz)
-        opens = self.business_hours[0]
-        day = local.date()
-        if not (self.is_business_day(day) and local.time() < opens):
-            day = self.business_days_after(day, 1)
-        return datetime.combine(day, opens, tzinfo=self.tz).astimezone(UTC)
-
     # -----------------------------------------------------------------------------------------
     # The cached year tables
 

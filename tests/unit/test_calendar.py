@@ -293,24 +293,7 @@ def test_in_business_hours(at: datetime, expected: bool) -> None:
 
 
 # fmt: off
-NEXT_OPENING = [
-    pytest.param(local(AMS, 2026, 5, 13, 10), local(AMS, 2026, 5, 13, 10), id="open-now"),
-    pytest.param(local(AMS, 2026, 5, 13, 7), local(AMS, 2026, 5, 13, 9), id="early-morning"),
-    pytest.param(local(AMS, 2026, 5, 8, 17, 30), local(AMS, 2026, 5, 11, 9),
-                 id="friday-evening-waits-for-monday"),
-    pytest.param(local(AMS, 2026, 4, 24, 18), local(AMS, 2026, 4, 28, 9),
-                 id="friday-before-kings-day-waits-for-tuesday"),
-    pytest.param(local(AMS, 2026, 3, 28, 12), local(AMS, 2026, 3, 30, 9),
-                 id="across-dst-start-still-opens-at-nine"),
-]
 # fmt: on
-
-
-@pytest.mark.parametrize(("at", "expected"), NEXT_OPENING)
-def test_next_business_hours_start(at: datetime, expected: datetime) -> None:
-    got = amsterdam(holiday_country="NL").next_business_hours_start(at)
-    assert got == expected
-    assert got.tzinfo is UTC
 
 
 # ---------------------------------------------------------------------------------------------
@@ -423,13 +406,3 @@ def test_at_risk_start_is_not_after_the_deadline_and_starts_a_business_day(
     assert (start - timedelta(microseconds=1)).astimezone(calendar.tz).date() < wall.date()
     if at_risk_days == 1:
         assert wall.date() == due.astimezone(calendar.tz).date()
-
-
-@settings(max_examples=100, deadline=None)
-@given(calendars(), instants)
-def test_next_business_hours_start_is_within_business_hours_and_not_in_the_past(
-    calendar: BusinessCalendar, at: datetime
-) -> None:
-    opening = calendar.next_business_hours_start(at)
-    assert opening >= at
-    assert calendar.in_business_hours(opening)
