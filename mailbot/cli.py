@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
-from datetime import date, datetime
+from datetime import date, datetime, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -303,18 +303,22 @@ def _cases_list(app: App, args: argparse.Namespace) -> int:
     if not rows:
         print("no cases")
     for row in rows:
-        due = _running_due(row)
+        due = _running_due(row, app.calendar.tz)
         flags = f"  [{', '.join(row['flags'])}]" if row["flags"] else ""
         print(f"{row['id']:<16} {row['status']:<13} {due:<27} {row['reporter'] or '-':<32} "
               f"{row['subject'][:60]}{flags}")
     return EXIT_OK
 
 
-def _running_due(row: dict[str, Any]) -> str:
+def _running_due(row: dict[str, Any], tz: tzinfo) -> str:
+    """The deadline now running, in the team's timezone: ``ack due 2026-11-25 23:59``."""
     key = {"new": "ack_due", "acknowledged": "assessment_due",
            "assessed": "resolution_due"}.get(row["status"])
     value = row.get(key) if key else None
-    return f"{key.removesuffix('_due')} due {value[:16]}" if key and value else ""
+    if not key or not value:
+        return ""
+    local = datetime.fromisoformat(value).astimezone(tz)
+    return f"{key.removesuffix('_due')} due {local:%Y-%m-%d %H:%M}"
 
 
 def _cases_show(app: App, args: argparse.Namespace) -> int:
