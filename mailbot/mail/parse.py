@@ -496,18 +496,70 @@ def _attachment(part: Message, ctype: str, filename: str, defects: _Defects) -> 
 
 
 def _enclosed_attachment(part: Message, ctype: str, defects: _Defects) -> Attachment:
-    """A forwarded message sent as an attachment: its bytes as the generator writes them."""
+    """A forwarded message sent as an attachment: its bytes as the generator writes them.
+
+    Over the walk's own bounds (MAX_DEPTH levels, MAX_PARTS parts) the generator is not run:
+    it folds every header of every level again, recursively (0.2 s for 3,000 nested messages).
+    Size and SHA-256 are then those of the stored header fields and leaf payloads, in order
+    (see _stored_text), and a defect says so.
+    """
+    children = [child for child in _children(part) if isinstance(child, Message)]
+    if all(_within_bounds(child) for child in children):
+        try:
+            data = b"".join(child.as_bytes() for child in children)
+        except Exception as exc:
+            defects.add(f"enclosed message unwritable ({type(exc).__name__})")
+            data = b""
+        size, digest = len(data), hashlib.sha256(data).hexdigest()
+    else:
+        defects.add(
+            f"enclosed message over {MAX_DEPTH} levels or {MAX_PARTS} parts: its size and "
+            "sha256 are of its stored header fields and payloads, not of its bytes"
+        )
+        size, digest = _stored_text_digest(children)
+    return Attachment(filename=_disposition(part)[1], content_type=ctype, size=size, sha256=digest)
+
+
+def _within_bounds(root: Message) -> bool:
+    """At most MAX_DEPTH levels and MAX_PARTS parts; stops counting as soon as it is not."""
+    stack: list[tuple[Message, int]] = [(root, 0)]
+    seen = 0
+    while stack:
+        part, depth = stack.pop()
+        seen += 1
+        if seen > MAX_PARTS or depth > MAX_DEPTH:
+            return False
+        stack.extend((c, depth + 1) for c in _children(part) if isinstance(c, Message))
+    return True
+
+
+def _stored_text_digest(roots: list[Message]) -> tuple[int, str]:
+    """(size, hex SHA-256) of every part's header fields as stored (``name: value`` lines, a
+    blank line) followed by its payload text, depth first. Linear in the bytes, no recursion,
+    no refolding; boundaries, preambles and epilogues are left out."""
+    digest = hashlib.sha256()
+    size = 0
+    stack = list(reversed(roots))
+    while stack:
+        part = stack.pop()
+        chunks = [f"{name}: {value}\n" for name, value in part.raw_items()]
+        chunks.append("\n")
+        payload = getattr(part, "_payload", None)  # the stored text; the public getter copies it
+        if isinstance(payload, str):
+            chunks.append(payload)
+        for chunk in chunks:
+            data = _stored_bytes(chunk)
+            size += len(data)
+            digest.update(data)
+        stack.extend(reversed([c for c in _children(part) if isinstance(c, Message)]))
+    return size, digest.hexdigest()
+
+
+def _stored_bytes(text: str) -> bytes:
     try:
-        data = b"".join(child.as_bytes() for child in _children(part) if isinstance(child, Message))
-    except Exception as exc:
-        defects.add(f"enclosed message unwritable ({type(exc).__name__})")
-        data = b""
-    return Attachment(
-        filename=_disposition(part)[1],
-        content_type=ctype,
-        size=len(data),
-        sha256=hashlib.sha256(data).hexdigest(),
-    )
+        return text.encode("utf-8", "surrogateescape")  # 8-bit bytes come back as they were
+    except UnicodeEncodeError:  # a surrogate that no byte became
+        return text.encode("utf-8", "replace")
 
 
 def _payload(part: Message, defects: _Defects, limit: int | None = None) -> bytes:
