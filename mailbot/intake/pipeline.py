@@ -158,7 +158,6 @@ def _record_message(
         service.record(session, case, Actor(message.from_addr, _source(msg, fetched)),
                        "unauthenticated-team", {"reason": facts.trust_reason},
                        fetched.internal_date)
-    session.flush()
     return message
 
 
@@ -183,7 +182,7 @@ def _apply_team_message(
         return
     policy = intake.settings.policy
     actor = Actor(message.from_addr or intake.settings.own_address,
-                  f"message:{msg.message_id or message.id}")
+                  _team_source(session, msg, message))
     now = intake.clock.now()
 
     def assessment_due_after(at: datetime) -> datetime:
@@ -204,6 +203,14 @@ def _apply_team_message(
         else:
             service.record(session, case, actor, "command",
                            {"command": command.line}, now)
+
+
+def _team_source(session: Session, msg: InboundMessage, message: Message) -> str:
+    if msg.message_id:
+        return f"message:{msg.message_id}"
+    if message.id is None:
+        session.flush()  # without a Message-ID the message is named by its row id
+    return f"message:{message.id}"
 
 
 def _reaches_reporter(session: Session, case: Case, msg: InboundMessage, intake: Intake) -> bool:
@@ -278,16 +285,19 @@ def _send_receipt(
         # composing refuses it. Refusing here keeps the case instead of failing the message.
         reason = f"{case.reporter} cannot be written as a recipient"
     now = intake.clock.now()
-    if reason is None:
-        limit = intake.settings.policy.receipts_per_sender_per_day
-        if receipts_sent_recently(session, case.reporter, now) >= limit:
-            service.add_flags(case, "rate-limited")
-            reason = f"{case.reporter} already had {limit} receipts in 24 hours"
-    if reason is not None:
-        service.record(session, case, Actor("mailbot", "intake"), "no-receipt",
-                       {"reason": reason}, now)
-        return
-    enqueue(session, receipt(intake.writer, case, msg, key, now), now)
+    # Both outbox queries below read only outbox rows, and the session holds none unflushed
+    # (only this message's case, events and message): no flush before them, one at the end.
+    with session.no_autoflush:
+        if reason is None:
+            limit = intake.settings.policy.receipts_per_sender_per_day
+            if receipts_sent_recently(session, case.reporter, now) >= limit:
+                service.add_flags(case, "rate-limited")
+                reason = f"{case.reporter} already had {limit} receipts in 24 hours"
+        if reason is not None:
+            service.record(session, case, Actor("mailbot", "intake"), "no-receipt",
+                           {"reason": reason}, now)
+            return
+        enqueue(session, receipt(intake.writer, case, msg, key, now), now)
 
 
 def _answerable(address: str) -> bool:
