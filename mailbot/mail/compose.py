@@ -272,8 +272,28 @@ def _format_address(address: Address, linesep: str) -> str:
     return f"{phrase} <{address.addr_spec}>"
 
 
+class _BuiltOnceRegistry(HeaderRegistry):
+    """The stdlib's registry builds a new header class with type() on every lookup, about 27 per
+    receipt; the class for a name never changes, so each is built once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._built: dict[str, type[BaseHeader]] = {}
+
+    def map_to_type(self, name: str, cls: type[BaseHeader]) -> None:
+        super().map_to_type(name, cls)
+        self._built.clear()
+
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        key = name.lower()
+        built = self._built.get(key)
+        if built is None:
+            built = self._built[key] = super().__getitem__(name)
+        return built
+
+
 def _policy() -> Policy:
-    registry = HeaderRegistry()
+    registry = _BuiltOnceRegistry()
     registry.map_to_type("in-reply-to", _MessageIdListHeader)
     registry.map_to_type("references", _MessageIdListHeader)
     registry.map_to_type("from", _AddressListHeader)
