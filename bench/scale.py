@@ -29,7 +29,7 @@ from sqlalchemy import func, insert, select
 
 from bench.settings import Imap, bench_settings
 from mailbot.app import App
-from mailbot.cases import service
+from mailbot.cases import vocabulary
 from mailbot.cases.models import Case, Message, Outbox, Reminder
 from mailbot.cases.views import list_cases
 from mailbot.deadlines.calendar import BusinessCalendar
@@ -155,7 +155,7 @@ def populate(app: App, count: int, now: datetime, rng: random.Random) -> dict[st
                 conn.execute(insert(table), chunk)
     with app.db.session() as session:
         open_ = session.scalar(
-            select(func.count()).select_from(Case).where(Case.status.in_(service.OPEN_STATUSES))
+            select(func.count()).select_from(Case).where(Case.status.in_(vocabulary.OPEN_STATUSES))
         )
         outbox = session.scalar(select(func.count()).select_from(Outbox))
     return {
@@ -183,18 +183,28 @@ def _case(
     target = calendar.local_date(assessed) + timedelta(days=rng.choice((30, 60, 90)))
     r = rng.random()
     if age > 120:
-        status = service.CLOSED if r < 0.9 else service.RESOLVED
+        status = vocabulary.CLOSED if r < 0.9 else vocabulary.RESOLVED
     elif age > 30:
-        status = service.CLOSED if r < 0.5 else service.RESOLVED if r < 0.7 else service.ASSESSED
+        status = (
+            vocabulary.CLOSED
+            if r < 0.5
+            else vocabulary.RESOLVED
+            if r < 0.7
+            else vocabulary.ASSESSED
+        )
     elif age > 7:
         status = (
-            service.ACKNOWLEDGED if r < 0.6 else service.ASSESSED if r < 0.8 else service.CLOSED
+            vocabulary.ACKNOWLEDGED
+            if r < 0.6
+            else vocabulary.ASSESSED
+            if r < 0.8
+            else vocabulary.CLOSED
         )
     else:
-        status = service.NEW if r < 0.8 else service.ACKNOWLEDGED
-    reached_ack = status != service.NEW
-    reached_assessed = status in (service.ASSESSED, service.RESOLVED, service.CLOSED)
-    done = status in (service.RESOLVED, service.CLOSED)
+        status = vocabulary.NEW if r < 0.8 else vocabulary.ACKNOWLEDGED
+    reached_ack = status != vocabulary.NEW
+    reached_assessed = status in (vocabulary.ASSESSED, vocabulary.RESOLVED, vocabulary.CLOSED)
+    done = status in (vocabulary.RESOLVED, vocabulary.CLOSED)
     acked = min(acked, now)
     assessed = min(assessed, now)
     return {
@@ -212,12 +222,12 @@ def _case(
         "acknowledged_at": acked if reached_ack else None,
         "assessment_due": assessment_due if reached_ack else None,
         "assessed_at": assessed if reached_assessed else None,
-        "severity": rng.choice(service.SEVERITIES) if reached_assessed else None,
+        "severity": rng.choice(vocabulary.SEVERITIES) if reached_assessed else None,
         "target_date": target if reached_assessed else None,
         "resolution_due": calendar.end_of_day(target) if reached_assessed else None,
         "resolved_at": assessed + timedelta(days=20) if done else None,
-        "closed_at": assessed + timedelta(days=21) if status == service.CLOSED else None,
-        "close_reason": "fixed" if status == service.CLOSED else None,
+        "closed_at": assessed + timedelta(days=21) if status == vocabulary.CLOSED else None,
+        "close_reason": "fixed" if status == vocabulary.CLOSED else None,
         "duplicate_of": None,
         "cve": [],
         "credit": None,
@@ -227,9 +237,9 @@ def _case(
 
 def _running(case: dict[str, Any]) -> tuple[str, datetime] | None:
     column = {
-        service.NEW: (ACK, "ack_due"),
-        service.ACKNOWLEDGED: (ASSESSMENT, "assessment_due"),
-        service.ASSESSED: (RESOLUTION, "resolution_due"),
+        vocabulary.NEW: (ACK, "ack_due"),
+        vocabulary.ACKNOWLEDGED: (ASSESSMENT, "assessment_due"),
+        vocabulary.ASSESSED: (RESOLUTION, "resolution_due"),
     }.get(case["status"])
     if column is None or case[column[1]] is None:
         return None

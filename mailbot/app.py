@@ -28,7 +28,7 @@ from mailbot.cases.models import Meta, Outbox
 from mailbot.clock import Clock, SystemClock
 from mailbot.config import Settings
 from mailbot.deadlines.calendar import BusinessCalendar
-from mailbot.deadlines.oncall import oncall_at
+from mailbot.deadlines.oncall import people_to_tell
 from mailbot.errors import MailboxUnavailable, TemporaryError
 from mailbot.intake.pipeline import Intake
 from mailbot.intake.runner import MailboxRunner, PassReport
@@ -90,8 +90,7 @@ class App:
                       raw_store=CompressedRawStore(), clock=self.clock)
 
     def oncall_now(self) -> list[str]:
-        people = oncall_at(self.settings.oncall, self.clock.now(), self.calendar.tz)
-        return people or list(self.settings.team.addresses)
+        return people_to_tell(self.settings, self.clock.now(), self.calendar.tz)
 
     def tell_team(self, session: Session, *, what: str, case_id: str | None,
                   details: Mapping[str, Any], cause: str) -> None:

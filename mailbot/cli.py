@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from mailbot import __version__
+from mailbot.cases.vocabulary import CLOSE_REASONS, SEVERITIES, STATUSES
 from mailbot.errors import ConfigError, MailbotError, UsageError
 
 if TYPE_CHECKING:
@@ -58,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     csub = cases.add_subparsers(dest="action", metavar="ACTION", required=True,
                                 parser_class=_Parser)
     lst = csub.add_parser("list", help="the cases, oldest first")
-    lst.add_argument("--status", choices=_statuses())
+    lst.add_argument("--status", choices=STATUSES)
     lst.add_argument("--at-risk", action="store_true", help="only cases whose deadline is near")
     lst.add_argument("--overdue", action="store_true", help="only cases past their deadline")
     lst.add_argument("--json", action="store_true", help="one JSON array")
@@ -70,11 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
         csub.add_parser(name, help=helptext).add_argument("id")
     assess = csub.add_parser("assess", help="record severity and target resolution date")
     assess.add_argument("id")
-    assess.add_argument("--severity", required=True, choices=_severities())
+    assess.add_argument("--severity", required=True, choices=SEVERITIES)
     assess.add_argument("--target", type=_date_arg, metavar="YYYY-MM-DD")
     close = csub.add_parser("close", help="close with a reason")
     close.add_argument("id")
-    close.add_argument("reason", choices=_close_reasons())
+    close.add_argument("reason", choices=CLOSE_REASONS)
     dup = csub.add_parser("duplicate", help="mark as a duplicate of another case and close")
     dup.add_argument("id")
     dup.add_argument("original")
@@ -94,18 +95,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("health", help="exit 0 when this host's daemon ran its jobs recently")
     sub.add_parser("demo", help="a self-contained demonstration on embedded servers")
     return p
-
-
-def _statuses() -> tuple[str, ...]:
-    return ("new", "acknowledged", "assessed", "resolved", "closed")
-
-
-def _severities() -> tuple[str, ...]:
-    return ("low", "medium", "high", "critical")
-
-
-def _close_reasons() -> tuple[str, ...]:
-    return ("fixed", "duplicate", "invalid", "spam", "out-of-scope")
 
 
 def _date_arg(value: str) -> date:

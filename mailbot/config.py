@@ -43,6 +43,13 @@ class MailboxSettings:
     timeout_seconds: int = 30
     verify_tls: bool = True
 
+    @property
+    def folders(self) -> tuple[str, ...]:
+        """The folders mailbot reads: the inbox, then the Sent folder when one is watched."""
+        if self.sent_folder and self.sent_folder != self.folder:
+            return (self.folder, self.sent_folder)
+        return (self.folder,)
+
 
 @dataclass(frozen=True, kw_only=True)
 class SmtpSettings:

@@ -54,7 +54,7 @@ class Daemon:
                 idle_watch, self.app, idle_stop,
                 lambda: loop.call_soon_threadsafe(self.wake, "mailbox")))
         log.info("mailbot running: mailbox %s@%s, folders %s", settings.mailbox.username,
-                 settings.mailbox.host, ", ".join(_folders(self.app)))
+                 settings.mailbox.host, ", ".join(settings.mailbox.folders))
         await stop.wait()
         log.info("stopping: finishing the work in hand")
         idle_stop.set()
@@ -116,7 +116,3 @@ def _one_line(exc: BaseException) -> str:
     # Driver messages span lines (libpq adds "Is the server running...?"); one event, one line.
     return " ".join(str(exc).split())
 
-
-def _folders(app: App) -> list[str]:
-    m = app.settings.mailbox
-    return [m.folder] + ([m.sent_folder] if m.sent_folder else [])

@@ -184,7 +184,7 @@ def _wait_for_login(port: int) -> None:
             with IMAPClient("127.0.0.1", port=port, ssl=False, timeout=5) as c:
                 c.login(USER, PASSWORD)
                 return
-        except (OSError, Exception):
+        except Exception:  # refused, or not ready for logins yet
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)

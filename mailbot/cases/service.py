@@ -19,17 +19,18 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mailbot.cases.models import Case, CaseCounter, Event
+from mailbot.cases.vocabulary import (
+    ACKNOWLEDGED,
+    ASSESSED,
+    CLOSE_REASONS,
+    CLOSED,
+    NEW,
+    OPEN_STATUSES,
+    RESOLVED,
+    SEVERITIES,
+)
 from mailbot.errors import MailbotError
 
-NEW = "new"
-ACKNOWLEDGED = "acknowledged"
-ASSESSED = "assessed"
-RESOLVED = "resolved"
-CLOSED = "closed"
-STATUSES = (NEW, ACKNOWLEDGED, ASSESSED, RESOLVED, CLOSED)
-OPEN_STATUSES = (NEW, ACKNOWLEDGED, ASSESSED)
-SEVERITIES = ("low", "medium", "high", "critical")
-CLOSE_REASONS = ("fixed", "duplicate", "invalid", "spam", "out-of-scope")
 CVE_PATTERN = re.compile(r"^CVE-\d{4}-\d{4,}$")
 
 

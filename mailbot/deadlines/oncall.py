@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from datetime import datetime, tzinfo
 
-from mailbot.config import OncallSettings
+from mailbot.config import OncallSettings, Settings
 
-__all__ = ["oncall_at"]
+__all__ = ["oncall_at", "people_to_tell"]
 
 
 def oncall_at(settings: OncallSettings, at: datetime, tz: tzinfo) -> list[str]:
@@ -22,6 +22,11 @@ def oncall_at(settings: OncallSettings, at: datetime, tz: tzinfo) -> list[str]:
     if settings.rotation:
         return [_rotation_member(settings, at, tz)]
     return list(settings.addresses)
+
+
+def people_to_tell(settings: Settings, at: datetime, tz: tzinfo) -> list[str]:
+    """Whoever is on call at ``at``; the team's addresses when no on-call is configured."""
+    return oncall_at(settings.oncall, at, tz) or list(settings.team.addresses)
 
 
 def _rotation_member(settings: OncallSettings, at: datetime, tz: tzinfo) -> str:

@@ -38,11 +38,11 @@ from sqlalchemy import case as sql_case
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from mailbot.cases import service
+from mailbot.cases import vocabulary
 from mailbot.cases.models import Case, Message, Outbox, Reminder
-from mailbot.config import PolicySettings, Settings
+from mailbot.config import PolicySettings
 from mailbot.deadlines.calendar import BusinessCalendar
-from mailbot.deadlines.oncall import oncall_at
+from mailbot.deadlines.oncall import people_to_tell
 from mailbot.outbox import OutgoingMail, enqueue
 from mailbot.outgoing import digest, digest_message_id, reminder
 
@@ -80,9 +80,9 @@ OVERDUE = "overdue"
 
 # The deadline each open status runs, and the column that holds it.
 _RUNNING: tuple[tuple[str, str, InstrumentedAttribute[datetime | None]], ...] = (
-    (service.NEW, ACK, Case.ack_due),
-    (service.ACKNOWLEDGED, ASSESSMENT, Case.assessment_due),
-    (service.ASSESSED, RESOLUTION, Case.resolution_due),
+    (vocabulary.NEW, ACK, Case.ack_due),
+    (vocabulary.ACKNOWLEDGED, ASSESSMENT, Case.assessment_due),
+    (vocabulary.ASSESSED, RESOLUTION, Case.resolution_due),
 )
 # A digest lists this many cases at most; the rest are counted.
 DIGEST_LIMIT = 200
@@ -276,7 +276,7 @@ def watch(app: App, now: datetime) -> int:
         )
     if not candidates:
         return 0
-    recipients = oncall_recipients(settings, calendar, now)
+    recipients = people_to_tell(settings, now, calendar.tz)
     if not recipients:
         log.error(
             "%d reminder(s) due but nobody to send them to: set [oncall] addresses "
@@ -293,11 +293,6 @@ def watch(app: App, now: datetime) -> int:
     if queued:
         log.info("queued %d reminder(s) for %s", queued, ", ".join(recipients))
     return queued
-
-
-def oncall_recipients(settings: Settings, calendar: BusinessCalendar, now: datetime) -> list[str]:
-    """Who is on call at ``now``; the team's addresses when no on-call is configured."""
-    return oncall_at(settings.oncall, now, calendar.tz) or list(settings.team.addresses)
 
 
 def _queue_reminder(
@@ -399,7 +394,7 @@ def digest_due(app: App, now: datetime) -> int:
     with app.db.session() as session:
         if session.scalar(select(Outbox.id).where(Outbox.message_id == message_id)) is not None:
             return 0
-        recipients = oncall_recipients(settings, calendar, now)
+        recipients = people_to_tell(settings, now, calendar.tz)
         if not recipients:
             log.error("the digest is due but nobody is on call: set [oncall] or [team] addresses")
             return 0
@@ -438,7 +433,7 @@ def open_cases_by_deadline(
 ) -> tuple[list[DigestEntry], int]:
     """Open cases, soonest running deadline first (none last), at most ``limit``; and how many."""
     due = _running_due_expression()
-    open_ = Case.status.in_(service.OPEN_STATUSES)
+    open_ = Case.status.in_(vocabulary.OPEN_STATUSES)
     stmt = select(Case).where(open_).order_by(due.is_(None), due, Case.id).limit(limit)
     entries = []
     for row in session.scalars(stmt):

@@ -23,7 +23,7 @@ from enum import StrEnum
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mailbot.cases import service
+from mailbot.cases import service, vocabulary
 from mailbot.cases.commands import apply_command, parse_commands
 from mailbot.cases.models import Case, Message
 from mailbot.cases.service import Actor, TransitionRefused
@@ -188,7 +188,7 @@ def _apply_team_message(
     def assessment_due_after(at: datetime) -> datetime:
         return intake.calendar.add_business_days(at, policy.assessment_business_days)
 
-    if case.status == service.NEW and _reaches_reporter(session, case, msg, intake):
+    if case.status == vocabulary.NEW and _reaches_reporter(session, case, msg, intake):
         service.acknowledge(session, case, actor, message.received_at, assessment_due_after,
                             explicit=False)
     for command in parse_commands(msg.text_body):

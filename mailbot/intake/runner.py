@@ -61,17 +61,10 @@ class MailboxRunner:
         self.on_quarantine = on_quarantine
         self.batch_size = batch_size
 
-    def folders(self) -> list[str]:
-        settings = self.intake.settings.mailbox
-        names = [settings.folder]
-        if settings.sent_folder and settings.sent_folder != settings.folder:
-            names.append(settings.sent_folder)
-        return names
-
     def run_pass(self) -> PassReport:
         """Everything new in every watched folder, then the retries of earlier failures."""
         report = PassReport()
-        for folder in self.folders():
+        for folder in self.intake.settings.mailbox.folders:
             self._read_folder(folder, report)
         return report
 

@@ -1,0 +1,15 @@
+"""The words of a case: statuses, severities and close reasons.
+
+Kept apart from the service (and free of database imports) so that the CLI can offer them as
+choices without slowing ``mailbot --help``.
+"""
+
+NEW = "new"
+ACKNOWLEDGED = "acknowledged"
+ASSESSED = "assessed"
+RESOLVED = "resolved"
+CLOSED = "closed"
+STATUSES = (NEW, ACKNOWLEDGED, ASSESSED, RESOLVED, CLOSED)
+OPEN_STATUSES = (NEW, ACKNOWLEDGED, ASSESSED)
+SEVERITIES = ("low", "medium", "high", "critical")
+CLOSE_REASONS = ("fixed", "duplicate", "invalid", "spam", "out-of-scope")
