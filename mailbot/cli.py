@@ -240,24 +240,18 @@ def _cmd_check(settings: Settings, args: argparse.Namespace) -> int:
 def _cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from mailbot.ingest import count_messages, read_messages
-    from mailbot.intake.pipeline import process
+    from mailbot.ingest import count_messages, ingest, read_messages
 
     for path in args.files:
         if not path.is_file():
             raise UsageError(f"{path}: no such file")
     app = _app(settings, migrate=True)
     total = count_messages(args.files)
-    counts: dict[str, int] = {}
     with tqdm(total=total, unit="msg", disable=total < 50 or None, file=sys.stderr) as bar:
-        for fetched in read_messages(args.files):
-            with app.db.session() as session:
-                outcome = process(session, fetched, app.intake)
-            counts[outcome.value] = counts.get(outcome.value, 0) + 1
-            bar.update(1)
+        counts = ingest(app.db, app.intake, read_messages(args.files), lambda: bar.update(1))
     app.close()
     print(", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "nothing to ingest")
-    return EXIT_OK
+    return EXIT_OK if "failed" not in counts else EXIT_FAILURE
 
 
 def _cmd_cases(settings: Settings, args: argparse.Namespace) -> int:

@@ -9,17 +9,55 @@ from __future__ import annotations
 import logging
 import mailbox
 import os
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 from mailbot.errors import UsageError
+from mailbot.intake.pipeline import Intake
+from mailbot.intake.runner import process_alone
 from mailbot.mail.message import FetchedMessage
+from mailbot.store import Database
 
 log = logging.getLogger("mailbot.ingest")
 
 FOLDER = "(ingest)"
+
+
+BATCH = 100
+
+
+def ingest(
+    db: Database, intake: Intake, messages: Iterable[FetchedMessage], each: Callable[[], None]
+) -> dict[str, int]:
+    """Run ``messages`` through the pipeline, 100 to a transaction; counts by outcome, with
+    "failed" for messages that raised (logged; their files are still there to ingest again)."""
+    counts: Counter[str] = Counter()
+    batch: list[FetchedMessage] = []
+    for fetched in messages:
+        batch.append(fetched)
+        if len(batch) == BATCH:
+            _ingest_batch(db, intake, batch, counts, each)
+            batch = []
+    if batch:
+        _ingest_batch(db, intake, batch, counts, each)
+    return dict(counts)
+
+
+def _ingest_batch(db: Database, intake: Intake, batch: list[FetchedMessage],
+                  counts: Counter[str], each: Callable[[], None]) -> None:
+    with db.session() as session:
+        for fetched in batch:
+            outcome = process_alone(session, fetched, intake)
+            if isinstance(outcome, Exception):
+                log.error("message %d of the input failed: %s", fetched.uid, outcome,
+                          exc_info=outcome)
+                counts["failed"] += 1
+            else:
+                counts[outcome.value] += 1
+            each()
 
 
 def is_mbox(path: Path) -> bool:

@@ -104,15 +104,9 @@ class MailboxRunner:
         """One transaction: each message in a savepoint, then the cursor."""
         with self.db.session() as session:
             for fetched in batch:
-                try:
-                    with session.begin_nested():
-                        outcome = process(session, fetched, self.intake)
-                except DBAPIError as exc:
-                    if exc.connection_invalidated:
-                        raise DatabaseUnavailable(f"database connection lost: {exc.orig}") from exc
-                    self._failed(session, fetched, exc, report)
-                except Exception as exc:  # one bad message never stops the rest
-                    self._failed(session, fetched, exc, report)
+                outcome = process_alone(session, fetched, self.intake)
+                if isinstance(outcome, Exception):
+                    self._failed(session, fetched, outcome, report)
                 else:
                     report.count(outcome)
                     if advance_to is None:  # a retry that worked
@@ -157,6 +151,23 @@ class MailboxRunner:
         )).first()
         if row is not None:
             session.delete(row)
+
+
+def process_alone(
+    session: Session, fetched: FetchedMessage, intake: Intake
+) -> Outcome | Exception:
+    """``process`` in a savepoint of its own: a message that raises rolls back alone and its
+    exception is returned, so that one bad message never stops the rest. Losing the database
+    connection is no message's fault and stops the batch."""
+    try:
+        with session.begin_nested():
+            return process(session, fetched, intake)
+    except DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise DatabaseUnavailable(f"database connection lost: {exc.orig}") from exc
+        return exc
+    except Exception as exc:
+        return exc
 
 
 def _advance(session: Session, folder: str, uidvalidity: int, uid: int, now: datetime) -> None:

@@ -209,3 +209,27 @@ def test_check_names_an_override_template_that_does_not_compile(
 
     assert main(["--config", str(config), "check"]) == 1
     assert "templates: receipt.txt.j2: " in capsys.readouterr().out
+
+
+def test_ingest_goes_on_past_a_message_that_breaks_intake(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mailbot.intake import pipeline
+
+    real_classify = pipeline.classify
+
+    def exploding_classify(msg: object, folder: str, settings: object) -> object:
+        if "poison" in getattr(msg, "subject", ""):
+            raise RuntimeError("boom")
+        return real_classify(msg, folder, settings)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pipeline, "classify", exploding_classify)
+    monkeypatch.setenv("TEST_IMAP_PASSWORD", "x")
+    config = write_config(tmp_path)
+    files = []
+    for i, subject in enumerate(["fine", "poison", "also fine"]):
+        files.append(tmp_path / f"{i}.eml")
+        files[-1].write_bytes(factories.message(sender=f"r{i}@r.example", subject=subject))
+
+    assert main(["--config", str(config), "ingest", *map(str, files)]) == 1
+    assert capsys.readouterr().out.strip() == "1 failed, 2 opened"
