@@ -46,9 +46,10 @@ def raw(
     body: str = "Hello.\n",
     *,
     message_id: str | None = None,
+    date: datetime | None = None,
 ) -> bytes:
     """A text/plain message with exactly these header fields (plus Date, Message-ID, MIME)."""
-    fields = [*headers, ("Date", format_datetime(datetime.now(UTC)))]
+    fields = [*headers, ("Date", format_datetime(date or datetime.now(UTC)))]
     fields.append(("Message-ID", message_id or new_message_id()))
     fields += [("MIME-Version", "1.0"), ("Content-Type", "text/plain; charset=utf-8")]
     head = "".join(f"{name}: {value}\r\n" for name, value in fields)

@@ -112,7 +112,7 @@ def open_case(
     detail: dict[str, Any] = {"ack_due": _iso(ack_due), "flags": case.flags}
     if mentioned_tag:
         detail["mentioned_tag"] = mentioned_tag
-    record(session, case, actor, "opened", detail, now)
+    record(session, case, actor, "opened", detail, received_at)
     return case
 
 
@@ -123,7 +123,10 @@ def record(
     event = Event(case_id=case.id, at=now, actor=actor.name, action=action, detail=detail,
                   source=actor.source)
     session.add(event)
-    case.updated_at = now
+    # An event may be older than the case's last change (a backfilled message's command is
+    # stamped when the message arrived): updated_at only moves forward.
+    if case.updated_at is None or now > case.updated_at:
+        case.updated_at = now
     return event
 
 

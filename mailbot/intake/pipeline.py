@@ -183,7 +183,9 @@ def _apply_team_message(
     policy = intake.settings.policy
     actor = Actor(message.from_addr or intake.settings.own_address,
                   _team_source(session, msg, message))
-    now = intake.clock.now()
+    # A message's commands take effect when it arrived, not when mailbot got round to it: a
+    # backfill or a daemon catching up must not start a deadline from the wrong day.
+    at = message.received_at
 
     def assessment_due_after(at: datetime) -> datetime:
         return intake.calendar.add_business_days(at, policy.assessment_business_days)
@@ -193,16 +195,16 @@ def _apply_team_message(
                             explicit=False)
     for command in parse_commands(msg.text_body):
         try:
-            apply_command(session, case, command, actor, now,
+            apply_command(session, case, command, actor, at,
                           assessment_due_after=assessment_due_after,
                           end_of_day=intake.calendar.end_of_day)
         except TransitionRefused as exc:
             service.record(session, case, actor, "command-refused",
-                           {"command": command.line, "reason": str(exc)}, now)
+                           {"command": command.line, "reason": str(exc)}, at)
             log.info("%s: %s refused: %s", case.id, command.line, exc)
         else:
             service.record(session, case, actor, "command",
-                           {"command": command.line}, now)
+                           {"command": command.line}, at)
 
 
 def _team_source(session: Session, msg: InboundMessage, message: Message) -> str:
@@ -262,7 +264,7 @@ def _trust_sent_copy(
         case.flags = [f for f in case.flags if f != "unauthenticated-team"]
     service.record(session, case, Actor(seen.from_addr, _source(msg, fetched)),
                    "trusted-by-sent-copy", {"folder": fetched.folder, "uid": fetched.uid},
-                   intake.clock.now())
+                   fetched.internal_date)
     _apply_team_message(session, case, msg, facts, seen, intake)
 
 
