@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from mailbot.app import App, CycleReport
-from mailbot.cases.models import Case, Message, Outbox
+from mailbot.cases.models import Case, InboundFailure, Message, Outbox
 from tests import factories
 from tests.servers.dovecot import ImapAccount
 from tests.servers.smtp_sink import SmtpSink
@@ -170,10 +170,16 @@ def test_the_same_message_delivered_twice_is_one_case(
     deliver(imap_account, raw)
     deliver(imap_account, raw)
 
-    run_once(bot)
+    report = run_once(bot)
 
+    # A clean duplicate: seen before, so nothing at all happens; not a failure of the database's
+    # unique key that would be retried, quarantined and alerted on.
+    assert (report.intake.opened, report.intake.duplicates) == (1, 1)
+    assert (report.intake.failed, report.intake.quarantined) == (0, 0)
+    assert count(bot, InboundFailure) == 0
     assert len(cases(bot)) == 1
     assert count(bot, Message) == 2  # the report and our receipt
+    assert count(bot, Outbox) == 1  # the receipt; no alert
     assert len(smtp_sink.wait_for(1)) == 1
 
 
