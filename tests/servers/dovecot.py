@@ -25,6 +25,7 @@ import shutil
 import signal
 import smtplib
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -53,7 +54,11 @@ def doveadm_binary() -> str | None:
 
 
 def pymap_binary() -> str | None:
-    return shutil.which("pymap")
+    """pymap's console script. It is installed with the test extras next to the interpreter
+    running the tests, which need not be on PATH (``.venv/bin/python -m pytest`` from a venv
+    that was never activated), so that directory is searched first."""
+    here = str(Path(sys.executable).parent)  # not resolved: a venv's python is a symlink
+    return shutil.which("pymap", path=os.pathsep.join([here, os.environ.get("PATH", "")]))
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
