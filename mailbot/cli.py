@@ -316,20 +316,23 @@ def _cases_show(app: App, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(detail, indent=2))
         return EXIT_OK
-    print(f"{detail['id']}  {detail['status']}  {', '.join(detail['flags'])}")
+    lines = [f"{detail['id']}  {detail['status']}  {', '.join(detail['flags'])}"]
     for key in ("reporter", "subject", "received_at", "ack_due", "acknowledged_at",
                 "assessment_due", "assessed_at", "severity", "target_date", "close_reason",
                 "duplicate_of", "cve", "credit", "mentioned_tag"):
         if detail.get(key):
-            print(f"  {key:<16} {detail[key]}")
-    print(f"\nmessages ({len(detail['messages'])}):")
+            lines.append(f"  {key:<16} {detail[key]}")
+    lines += ["", f"messages ({len(detail['messages'])}):"]
     for m in detail["messages"]:
-        print(f"  {m['date'] or '':<26} {m['direction']:<3} {m['kind']:<16} "
-              f"{m['from'] or '-'} -> {', '.join(m['to'])[:60]}  {m['message_id']}")
-    print(f"\nevents ({len(detail['events'])}):")
+        lines.append(f"  {m['date'] or '':<26} {m['direction']:<3} {m['kind']:<16} "
+                     f"{m['from'] or '-'} -> {', '.join(m['to'])[:60]}  {m['message_id']}")
+    lines += ["", f"events ({len(detail['events'])}):"]
     for e in detail["events"]:
         extra = " ".join(f"{k}={v}" for k, v in e["detail"].items() if v)
-        print(f"  {e['at']:<26} {e['actor']:<28} {e['action']:<20} {extra}")
+        lines.append(f"  {e['at']:<26} {e['actor']:<28} {e['action']:<20} {extra}")
+    # One line per entry (a value that holds a line break is folded), no padding left at the
+    # ends of lines, and exactly one newline at the end, as a text tool expects.
+    sys.stdout.write("".join(" ".join(line.splitlines()).rstrip() + "\n" for line in lines))
     return EXIT_OK
 
 

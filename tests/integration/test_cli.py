@@ -149,6 +149,29 @@ def test_ingest_reads_eml_and_mbox_files_and_twice_changes_nothing(
     assert capsys.readouterr().out.strip() == "1 duplicate"
 
 
+def test_cases_show_text_is_one_line_per_entry_ending_in_one_newline(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TEST_IMAP_PASSWORD", "x")
+    config = write_config(tmp_path)
+    eml = tmp_path / "one.eml"
+    eml.write_bytes(factories.message(sender="a@r.example"))
+    assert main(["--config", str(config), "ingest", str(eml)]) == 0
+    capsys.readouterr()
+    assert main(["--config", str(config), "cases", "close", "SEC-2026-0001", "spam"]) == 0
+    capsys.readouterr()
+
+    assert main(["--config", str(config), "cases", "show", "SEC-2026-0001"]) == 0
+    out = capsys.readouterr().out
+
+    assert out.endswith("\n") and not out.endswith("\n\n")
+    lines = out.split("\n")[:-1]
+    assert lines[0] == "SEC-2026-0001  closed"  # no flags, no padding after the status
+    assert [line for line in lines if line != line.rstrip()] == []
+    assert any(line.split()[-2:] == ["closed", "reason=spam"] for line in lines)
+    assert lines[-1].split()[-2:] == ["command=/close", "spam"]
+
+
 def test_ingest_of_a_missing_file_is_exit_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
