@@ -35,6 +35,7 @@ from mailbot.intake.runner import MailboxRunner, PassReport
 from mailbot.mail.imap import ImapMailbox
 from mailbot.mail.message import FetchedMessage
 from mailbot.mail.smtp import SmtpTransport, Transport
+from mailbot.oauth2.wiring import edge_credentials
 from mailbot.outbox import DrainReport, drain, enqueue
 from mailbot.outgoing import Writer, alert
 from mailbot.store import CompressedRawStore, Database, LeaderLock
@@ -58,7 +59,10 @@ class App:
         self.clock: Clock = clock or SystemClock()
         self.db = Database(settings.database.url)
         self.calendar = BusinessCalendar.from_policy(settings.policy)
-        self.transport: Transport = transport or SmtpTransport(settings.smtp)
+        # Passwords or OAuth2 tokens; tokens follow the real clock, whatever self.clock says.
+        self.credentials = edge_credentials(settings)
+        self.transport: Transport = transport or SmtpTransport(
+            settings.smtp, credentials=self.credentials.smtp)
         self.leader = LeaderLock(self.db, f"mailbox:{settings.mailbox.username}@"
                                           f"{settings.mailbox.host}")
         self._writer: Writer | None = None
@@ -122,7 +126,7 @@ class App:
             log.debug("another instance reads the mailbox")
             return PassReport()
         if self._mailbox is None:
-            mailbox = ImapMailbox(self.settings.mailbox)
+            mailbox = ImapMailbox(self.settings.mailbox, credentials=self.credentials.imap)
             mailbox.connect()
             self._mailbox = mailbox
         runner = MailboxRunner(self.db, self._mailbox, self.intake, self._on_quarantine,
@@ -195,7 +199,7 @@ def idle_watch(app: App, stop: threading.Event, on_news: Any) -> None:
     delay = 1.0
     while not stop.is_set():
         try:
-            with ImapMailbox(settings) as mailbox:
+            with ImapMailbox(settings, credentials=app.credentials.imap) as mailbox:
                 delay = 1.0
                 while not stop.is_set():
                     if mailbox.wait_for_news(settings.folder, settings.poll_seconds, stop=stop):

@@ -6,20 +6,32 @@ import asyncio
 
 from mailbot.config import Settings
 from mailbot.errors import MailbotError
+from mailbot.mail.credentials import Credentials
+from mailbot.oauth2.tokens import TokenCache
 
 Problem = str | None
 
 
 def run_checks(settings: Settings) -> tuple[list[tuple[str, Problem]], list[tuple[str, str]]]:
     """The checks that must pass, and notes that are worth reading but need not stop anyone."""
-    results: list[tuple[str, Problem]] = [
-        ("config", None),
-        ("database", _check_database(settings)),
-        ("imap", _check_imap(settings)),
-        ("smtp", _check_smtp(settings)),
-        ("templates", _check_templates(settings)),
-    ]
+    from mailbot.oauth2.wiring import edge_credentials
+
+    credentials = edge_credentials(settings)
     notes: list[tuple[str, str]] = []
+    results: list[tuple[str, Problem]] = [("config", None),
+                                          ("database", _check_database(settings))]
+    for cache in credentials.caches:
+        problem, note = _check_token(cache)
+        results.append(("oauth2", problem))
+        if note:
+            notes.append(("oauth2", note))
+    for name, check, creds in (("imap", _check_imap, credentials.imap),
+                               ("smtp", _check_smtp, credentials.smtp)):
+        problem = check(settings, creds)
+        results.append((name, problem))
+        if problem is None and creds.mechanism != "password":
+            notes.append((name, f"the server accepted the access token ({creds.mechanism})"))
+    results.append(("templates", _check_templates(settings)))
     if not settings.secrets.token_key:
         notes.append(("secrets", "no token key configured (secrets.token_key_env); a key "
                                  "generated on first run is kept in the database instead"))
@@ -60,11 +72,22 @@ def _check_database(settings: Settings) -> Problem:
         db.dispose()
 
 
-def _check_imap(settings: Settings) -> Problem:
+def _check_token(cache: TokenCache) -> tuple[Problem, str]:
+    """Whether the provider hands out a token, and a note saying how and until when."""
+    try:
+        token = cache.token()
+    except MailbotError as exc:
+        return str(exc), ""
+    expiry = (f"expires {token.expires_at:%Y-%m-%d %H:%M:%S %Z}" if token.expires_at
+              else "expiry not given")
+    return None, f"token obtained via {cache.flow}, {expiry}"
+
+
+def _check_imap(settings: Settings, credentials: Credentials) -> Problem:
     from mailbot.mail.imap import ImapMailbox
 
     try:
-        with ImapMailbox(settings.mailbox) as mailbox:
+        with ImapMailbox(settings.mailbox, credentials=credentials) as mailbox:
             missing = [f for f in (settings.mailbox.folder, settings.mailbox.sent_folder)
                        if f and mailbox.folder_state(f) is None]
     except MailbotError as exc:
@@ -74,11 +97,11 @@ def _check_imap(settings: Settings) -> Problem:
     return None
 
 
-def _check_smtp(settings: Settings) -> Problem:
+def _check_smtp(settings: Settings, credentials: Credentials) -> Problem:
     from mailbot.mail.smtp import SmtpTransport
 
     async def connect() -> None:
-        async with SmtpTransport(settings.smtp).connection():
+        async with SmtpTransport(settings.smtp, credentials=credentials).connection():
             pass
 
     try:

@@ -20,11 +20,13 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from mailbot.errors import ConfigError
+from mailbot.oauth2.settings import OAUTH2_KEYS, OAuth2Settings, read_oauth2
 
 log = logging.getLogger("mailbot.config")
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 SECURITY_MODES = ("tls", "starttls", "none")
+AUTH_MODES = ("password", "oauth2")
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 
 
@@ -35,6 +37,8 @@ class MailboxSettings:
     security: str = "tls"
     username: str
     password: str = field(default="", repr=False)
+    auth: str = "password"  # or "oauth2"
+    oauth2: OAuth2Settings | None = None  # [oauth2] merged with [mailbox.oauth2], when auth=oauth2
     folder: str = "INBOX"
     sent_folder: str = "Sent"
     idle: bool = True
@@ -58,6 +62,8 @@ class SmtpSettings:
     security: str = "starttls"
     username: str = ""
     password: str = field(default="", repr=False)
+    auth: str = "password"  # or "oauth2"
+    oauth2: OAuth2Settings | None = None  # [oauth2] merged with [smtp.oauth2], when auth=oauth2
     from_address: str  # the TOML key is "from"
     timeout_seconds: int = 30
     verify_tls: bool = True
@@ -161,11 +167,11 @@ _KNOWN: dict[str, set[str]] = {
     "mailbox": {
         "host", "port", "security", "username", "password", "password_env", "password_file",
         "folder", "sent_folder", "idle", "poll_seconds", "batch_size", "timeout_seconds",
-        "verify_tls",
+        "verify_tls", "auth", "oauth2",
     },
     "smtp": {
         "host", "port", "security", "username", "password", "password_env", "password_file",
-        "from", "timeout_seconds", "verify_tls",
+        "from", "timeout_seconds", "verify_tls", "auth", "oauth2",
     },
     "database": {"url"},
     "team": {"addresses", "domains", "authserv_id", "trust_unauthenticated"},
@@ -177,6 +183,7 @@ _KNOWN: dict[str, set[str]] = {
     "oncall": {"addresses", "rotation", "rotation_start", "rotation_days"},
     "secrets": {"token_key", "token_key_env", "token_key_file"},
     "templates": {"directory"},
+    "oauth2": set(OAUTH2_KEYS),
 }
 
 
@@ -200,8 +207,8 @@ def settings_from_mapping(
                 raise ConfigError(f"{section}.{key}", f"one of the keys {sorted(_KNOWN[section])}")
     r = _Reader(data, env, base)
     return Settings(
-        mailbox=_mailbox(r),
-        smtp=_smtp(r),
+        mailbox=_mailbox(r, data),
+        smtp=_smtp(r, data),
         database=DatabaseSettings(url=r.text("database.url", "sqlite:///mailbot.db")),
         team=_team(r),
         policy=_policy(r),
@@ -212,16 +219,20 @@ def settings_from_mapping(
     )
 
 
-def _mailbox(r: _Reader) -> MailboxSettings:
+def _mailbox(r: _Reader, data: Mapping[str, Any]) -> MailboxSettings:
     host = r.text("mailbox.host")
     security = r.choice("mailbox.security", SECURITY_MODES, "tls")
     _check_plain_is_loopback("mailbox", host, security)
+    username = r.text("mailbox.username")
+    auth = r.choice("mailbox.auth", AUTH_MODES, "password")
     return MailboxSettings(
         host=host,
         port=r.port("mailbox.port", 993),
         security=security,
-        username=r.text("mailbox.username"),
-        password=r.secret("mailbox"),
+        username=username,
+        password=r.secret("mailbox", required=auth == "password"),
+        auth=auth,
+        oauth2=_oauth2(r, data, "mailbox", username) if auth == "oauth2" else None,
         folder=r.text("mailbox.folder", "INBOX"),
         sent_folder=r.text("mailbox.sent_folder", "Sent", allow_empty=True),
         idle=r.boolean("mailbox.idle", True),
@@ -232,7 +243,7 @@ def _mailbox(r: _Reader) -> MailboxSettings:
     )
 
 
-def _smtp(r: _Reader) -> SmtpSettings:
+def _smtp(r: _Reader, data: Mapping[str, Any]) -> SmtpSettings:
     host = r.text("smtp.host")
     security = r.choice("smtp.security", SECURITY_MODES, "starttls")
     _check_plain_is_loopback("smtp", host, security)
@@ -241,16 +252,42 @@ def _smtp(r: _Reader) -> SmtpSettings:
     if "@" not in addr:
         raise ConfigError("smtp.from", 'an address such as "Security Team <security@example.com>"',
                           sender)
+    auth = r.choice("smtp.auth", AUTH_MODES, "password")
+    # An OAuth2 login always names a user: by default the address mailbot sends from.
+    username = r.text("smtp.username", addr.lower() if auth == "oauth2" else "", allow_empty=True)
     return SmtpSettings(
         host=host,
         port=r.port("smtp.port", 587),
         security=security,
-        username=r.text("smtp.username", "", allow_empty=True),
+        username=username,
         password=r.secret("smtp", required=False),
+        auth=auth,
+        oauth2=_oauth2(r, data, "smtp", username) if auth == "oauth2" else None,
         from_address=sender,
         timeout_seconds=r.integer("smtp.timeout_seconds", 30, minimum=1),
         verify_tls=r.boolean("smtp.verify_tls", True),
     )
+
+
+def _oauth2(r: _Reader, data: Mapping[str, Any], section: str, username: str) -> OAuth2Settings:
+    """``[oauth2]``, with the keys of ``[<section>.oauth2]`` taking precedence."""
+    shared = data.get("oauth2", {})
+    own = data.get(section, {}).get("oauth2", {})
+    if not isinstance(own, dict):
+        raise ConfigError(f"{section}.oauth2", "a table ([" + section + ".oauth2])", own)
+    for key in own:
+        if key not in OAUTH2_KEYS:
+            raise ConfigError(f"{section}.oauth2.{key}", f"one of the keys {sorted(OAUTH2_KEYS)}")
+    if not shared and not own:
+        raise ConfigError("oauth2.provider", f"an [oauth2] table when {section}.auth is oauth2")
+    try:
+        return read_oauth2(_Reader({"oauth2": {**shared, **own}}, r.env, r.base), base=r.base,
+                           username=username)
+    except ConfigError as exc:
+        name = exc.key.partition(".")[2]
+        if name in own:
+            raise ConfigError(f"{section}.oauth2.{name}", exc.expected, exc.got) from None
+        raise
 
 
 def _team(r: _Reader) -> TeamSettings:
@@ -375,6 +412,14 @@ class _Reader:
         self._data = data
         self._env = env
         self._base = base
+
+    @property
+    def env(self) -> Mapping[str, str]:
+        return self._env
+
+    @property
+    def base(self) -> Path:
+        return self._base
 
     def raw(self, key: str) -> Any:
         section, _, name = key.partition(".")

@@ -7,7 +7,8 @@
     ├── TemporaryError         try again later; nothing is lost
     │   ├── MailboxUnavailable     IMAP connection, login or command failed
     │   ├── SmtpTemporaryError     SMTP 4xx, timeout, connection refused
-    │   └── DatabaseUnavailable    the database could not be reached
+    │   ├── DatabaseUnavailable    the database could not be reached
+    │   └── TokenUnavailable       no OAuth2 access token (names the [oauth2] key to look at)
     └── PermanentError         retrying will not help
         └── SmtpPermanentError     SMTP 5xx
 
@@ -72,4 +73,18 @@ class SmtpPermanentError(PermanentError):
 
     def __init__(self, message: str, code: int | None = None) -> None:
         super().__init__(message)
+        self.code = code
+
+
+class TokenUnavailable(TemporaryError):
+    """No OAuth2 access token could be obtained from the provider (or the token command).
+
+    ``key`` is the ``[oauth2]`` key the operator should look at, ``code`` the provider's error
+    code (``invalid_client``, ``AADSTS7000215``) when it gave one. The message never holds a
+    secret. Temporary: a provider that answers again later ends the failure on its own.
+    """
+
+    def __init__(self, message: str, *, key: str, code: str = "") -> None:
+        super().__init__(message)
+        self.key = key
         self.code = code

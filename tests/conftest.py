@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.servers.dovecot",
     "tests.servers.smtp_sink",
     "tests.servers.postgres",
+    "tests.servers.oauth2",
 ]

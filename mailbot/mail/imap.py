@@ -23,9 +23,11 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import tenacity
 from imapclient import IMAPClient
+from imapclient.exceptions import LoginError
 
 from mailbot.config import MailboxSettings
-from mailbot.errors import MailboxUnavailable
+from mailbot.errors import MailboxUnavailable, TokenUnavailable
+from mailbot.mail.credentials import Credentials, Login, PasswordCredentials
 from mailbot.mail.mailbox import FolderState, Mailbox
 from mailbot.mail.message import FetchedMessage
 
@@ -52,9 +54,19 @@ class ImapMailbox:
     """One IMAP session to the mailbox in ``settings``. Not thread-safe: one caller at a time."""
 
     def __init__(
-        self, settings: MailboxSettings, *, max_batch_bytes: int = MAX_BATCH_BYTES
+        self,
+        settings: MailboxSettings,
+        *,
+        credentials: Credentials | None = None,
+        max_batch_bytes: int = MAX_BATCH_BYTES,
     ) -> None:
         self.settings = settings
+        if credentials is None:
+            if settings.auth != "password":
+                raise ValueError("mailbox.auth is oauth2: pass the OAuth2 credentials")
+            credentials = PasswordCredentials(settings.username, settings.password)
+        self.credentials = credentials
+        self._secrets: set[str] = {settings.password} if settings.password else set()
         self.max_batch_bytes = max_batch_bytes
         self._client: Any = None  # IMAPClient; imapclient has no type hints
         self._idle_supported = False
@@ -99,15 +111,59 @@ class ImapMailbox:
             _quiet_imaplib(client)
             if s.security == "starttls":
                 client.starttls(self._ssl_context())
-            client.login(s.username, s.password)
+            mechanism = self._log_in(client)
             self._idle_supported = bool(client.has_capability("IDLE"))
         log.info(
-            "connected to %s (%s) as %s; IDLE %s",
+            "connected to %s (%s) as %s%s; IDLE %s",
             self.where,
             self.tls_version or "plain text",
             s.username,
+            "" if mechanism == "LOGIN" else f" ({mechanism})",
             "in use" if self._idle_supported and s.idle else "not used",
         )
+
+    # -- logging in: LOGIN with a password, or AUTHENTICATE with an OAuth2 token -------------
+
+    def _log_in(self, client: Any) -> str:
+        """Log in as the credentials say; a refused token is replaced once and tried again.
+
+        Returns the mechanism used. A refusal after that (or of a password) leaves as the
+        imaplib error it was, which ``_translated`` turns into MailboxUnavailable.
+        """
+        login = self._next_login()
+        try:
+            self._authenticate(client, login)
+        except LoginError:
+            if not self.credentials.rejected(login):
+                raise
+            log.info("IMAP server %s refused the access token for %s; trying a new one",
+                     self.where, login.username)
+            login = self._next_login()
+            self._authenticate(client, login)
+        return login.sasl_name
+
+    def _next_login(self) -> Login:
+        try:
+            login = self.credentials.login()
+        except TokenUnavailable as exc:
+            self._drop()
+            raise MailboxUnavailable(
+                f"IMAP login at {self.where} as {self.settings.username}: {exc}") from exc
+        self._secrets = {x for x in (self.settings.password, login.secret) if x}
+        return login
+
+    def _authenticate(self, client: Any, login: Login) -> None:
+        imap = client._imap
+        saved, imap.debug = imap.debug, 0  # imaplib's trace would print the secret
+        try:
+            if login.mechanism == "password":
+                client.login(login.username, login.secret)
+            elif login.mechanism == "xoauth2":
+                client.oauth2_login(login.username, login.secret)
+            else:
+                client.oauthbearer_login(login.username, login.secret)
+        finally:
+            imap.debug = saved
 
     def _ssl_context(self) -> ssl.SSLContext:
         context = ssl.create_default_context()
@@ -459,8 +515,8 @@ class ImapMailbox:
         if farewell and farewell not in reason:
             reason += f" (the server said BYE: {farewell})"
         self._drop()
-        if self.settings.password:  # no server should echo it, but a log line must never show it
-            reason = reason.replace(self.settings.password, "***")
+        for secret in self._secrets:  # no server should echo one; no log line may ever show it
+            reason = reason.replace(secret, "***")
         message = f"IMAP {action} at {self.where} as {self.settings.username} failed: {reason}"
         raise MailboxUnavailable(message) from exc
 

@@ -23,7 +23,8 @@ from typing import Any, Protocol
 import aiosmtplib
 
 from mailbot.config import SmtpSettings
-from mailbot.errors import SmtpPermanentError, SmtpTemporaryError
+from mailbot.errors import SmtpPermanentError, SmtpTemporaryError, TokenUnavailable
+from mailbot.mail.credentials import SASL_ABORT, Credentials, Login, sasl_initial_response
 
 log = logging.getLogger("mailbot.smtp")
 
@@ -57,13 +58,17 @@ class Transport(Protocol):
 class SmtpTransport:
     """The Transport that speaks SMTP to the relay in ``[smtp]``."""
 
-    def __init__(self, settings: SmtpSettings) -> None:
+    def __init__(self, settings: SmtpSettings, *, credentials: Credentials | None = None) -> None:
+        if settings.auth == "oauth2" and credentials is None:
+            raise ValueError("smtp.auth is oauth2: pass the OAuth2 credentials")
         self._settings = settings
+        self._credentials = credentials
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[SmtpConnection]:
         """Connect, secure and log in; always QUIT or close on the way out."""
         s = self._settings
+        token = self._credentials if s.auth == "oauth2" else None
         client = aiosmtplib.SMTP(
             hostname=s.host,
             port=s.port,
@@ -72,10 +77,13 @@ class SmtpTransport:
             # True insists on STARTTLS (an error when it is not offered); False never tries it.
             start_tls=s.security == "starttls",
             validate_certs=s.verify_tls,
-            username=s.username or None,
-            password=(s.password or None) if s.username else None,
+            # With OAuth2, aiosmtplib only connects; _log_in_with_token does the AUTH.
+            username=(s.username or None) if token is None else None,
+            password=(s.password or None) if s.username and token is None else None,
         )
         await _connect(client, s)
+        if token is not None:
+            await _log_in_with_token(client, token, f"{s.host}:{s.port}")
         conn = SmtpConnection(client, f"{s.host}:{s.port}")
         try:
             yield conn
@@ -110,6 +118,56 @@ async def _connect(client: aiosmtplib.SMTP, s: SmtpSettings) -> None:
         s.security,
         f", as {s.username}" if s.username else "",
     )
+
+
+# -- logging in with an OAuth2 token: AUTH XOAUTH2 or OAUTHBEARER -----------------------------
+
+
+async def _log_in_with_token(client: aiosmtplib.SMTP, credentials: Credentials,
+                             where: str) -> None:
+    """AUTH with the current token; a refused one is replaced once and tried again."""
+    for attempt in (1, 2):
+        try:
+            login = await asyncio.to_thread(credentials.login)  # may ask the provider (HTTP)
+        except TokenUnavailable as exc:
+            await _quit_quietly(client)
+            raise SmtpTemporaryError(f"SMTP login at {where}: {exc}") from exc
+        try:
+            code, message = await _sasl(client, login)
+        except (aiosmtplib.SMTPException, *_CONNECTION_ERRORS) as exc:
+            client.close()
+            raise SmtpTemporaryError(f"SMTP login at {where} failed: "
+                                     f"{_scrubbed(str(exc), login)}") from exc
+        if code == 235:
+            log.info("logged in to %s as %s (%s)", where, login.username, login.sasl_name)
+            return
+        if attempt == 1 and credentials.rejected(login):
+            log.info("SMTP server %s refused the access token for %s (%d); trying a new one",
+                     where, login.username, code)
+            continue
+        await _quit_quietly(client)
+        # Not the message's fault: it stays queued until a token is accepted.
+        raise SmtpTemporaryError(
+            f"SMTP server {where} refused the access token for {login.username!r} "
+            f"({code} {_scrubbed(message, login)}); check that the app may send as this mailbox",
+            code=code,
+        )
+
+
+async def _sasl(client: aiosmtplib.SMTP, login: Login) -> tuple[int, str]:
+    if client.is_ehlo_or_helo_needed:  # connect() only says EHLO itself before STARTTLS
+        await client.ehlo()
+    if login.sasl_name.lower() not in client.server_auth_methods:
+        raise aiosmtplib.SMTPException(f"the server does not offer AUTH {login.sasl_name}")
+    response = await client.execute_command(b"AUTH", login.sasl_name.encode(),
+                                            sasl_initial_response(login))
+    if response.code == 334:  # an error challenge: end the exchange to get the final reply
+        response = await client.execute_command(SASL_ABORT[login.mechanism])
+    return response.code, response.message
+
+
+def _scrubbed(text: str, login: Login) -> str:
+    return text.replace(login.secret, "***") if login.secret else text
 
 
 async def _quit_quietly(client: aiosmtplib.SMTP) -> None:

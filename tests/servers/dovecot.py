@@ -200,7 +200,7 @@ log_path = {d}/dovecot.log
 ssl = {ssl}
 {ssl_files}
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login{oauth2_mechanisms}
 # Tests log in with wrong passwords on purpose: no failure delay, and (below, by hiding anvil's
 # penalty socket from the auth process) no seconds-long penalty on every later login.
 auth_failure_delay = 0
@@ -213,11 +213,11 @@ mail_location = maildir:{d}/mail/%u/Maildir:LAYOUT=fs
 mail_fsync = never
 passdb {{
   driver = passwd-file
-  args = scheme=PLAIN username_format=%u {d}/users
+  args = scheme=PLAIN username_format=%u {d}/users{passwd_mechanisms}
 }}
-userdb {{
+{oauth2_passdb}userdb {{
   driver = static
-  args = uid={uid} gid={gid} home={d}/mail/%u
+  args = uid={uid} gid={gid} home={d}/mail/%u{userdb_all}
 }}
 namespace inbox {{
   inbox = yes
@@ -259,6 +259,23 @@ protocol imap {{
 }}
 """
 
+# With an introspection URL, tokens are checked by an OAuth2 server the test suite runs.
+_OAUTH2_PASSDB = """\
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {d}/oauth2.conf
+}}
+"""
+_OAUTH2_CONF = """\
+introspection_mode = post
+introspection_url = {url}
+username_attribute = username
+active_attribute = active
+active_value = true
+force_introspection = yes
+"""
+
 
 def _make_certificate(directory: Path) -> tuple[Path, Path]:
     cert, key = directory / "cert.pem", directory / "key.pem"
@@ -294,12 +311,13 @@ class DovecotServer:
 
     name = "dovecot"
 
-    def __init__(self, *, tls: bool = True) -> None:
+    def __init__(self, *, tls: bool = True, oauth2_introspection_url: str | None = None) -> None:
         binary, doveadm = dovecot_binary(), doveadm_binary()
         if binary is None or doveadm is None:
             raise FileNotFoundError("dovecot")
         self.binary, self.doveadm_path = binary, doveadm
         self.tls = tls
+        self.oauth2_introspection_url = oauth2_introspection_url
         # Not under pytest's basetemp: that is 0700, and Dovecot's unprivileged processes must
         # traverse to their mail and sockets.
         self.dir = Path(tempfile.mkdtemp(prefix="mailbot-dovecot-"))
@@ -325,6 +343,18 @@ class DovecotServer:
         self._write_users([f"probe@example.test:{{PLAIN}}{probe_password}"])
         self._write_ahead()
         ids = self._identities()
+        oauth2 = {"oauth2_mechanisms": "", "passwd_mechanisms": "", "oauth2_passdb": "",
+                  "userdb_all": ""}
+        if self.oauth2_introspection_url:
+            (self.dir / "oauth2.conf").write_text(
+                _OAUTH2_CONF.format(url=self.oauth2_introspection_url))
+            oauth2 = {
+                "oauth2_mechanisms": " xoauth2 oauthbearer",
+                "passwd_mechanisms": "\n  mechanisms = plain login",
+                "oauth2_passdb": _OAUTH2_PASSDB.format(d=self.dir),
+                # LMTP's user lookups cannot ask a passdb that only knows tokens.
+                "userdb_all": " allow_all_users=yes",
+            }
         if os.geteuid() == 0:
             os.chown(mail, int(ids["uid"]), int(ids["gid"]))
         for attempt in range(3):  # a free port may be taken by someone else before we bind it
@@ -338,6 +368,7 @@ class DovecotServer:
                     lmtp_port=self.lmtp_port,
                     ssl="yes" if self.tls else "no",
                     ssl_files=ssl_files,
+                    **oauth2,
                     **ids,
                 )
             )

@@ -4,7 +4,8 @@ Fixtures:
 
 - ``smtp_sink`` (function): a plain sink (no TLS, no AUTH) on a free port.
 - ``smtp_sink_factory`` (function): ``smtp_sink_factory(security="starttls", users={"u": "p"})``
-  for STARTTLS or implicit TLS (``"tls"``) with a self-signed certificate, and AUTH.
+  for STARTTLS or implicit TLS (``"tls"``) with a self-signed certificate, and AUTH;
+  ``token_check=f`` adds AUTH XOAUTH2 and OAUTHBEARER, accepting a token when ``f(user, token)``.
 - ``smtp_tls_cert`` (session): that certificate, made once with openssl.
 
 Faults are switched on and off while the sink runs, from the test's thread::
@@ -20,6 +21,7 @@ Faults are switched on and off while the sink runs, from the test's thread::
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import email
 import email.policy
@@ -160,6 +162,55 @@ class _Handler:
         return "250 2.0.0 OK: queued"
 
 
+TokenCheck = Callable[[str, str], bool]
+_OAUTH_ERROR = base64.b64encode(b'{"status":"401","schemes":"bearer"}').decode()
+
+
+class _OAuthHandler(_Handler):
+    """Also AUTH XOAUTH2 / OAUTHBEARER; aiosmtpd offers every ``auth_*`` method of a handler."""
+
+    def __init__(self, sink: SmtpSink, check: TokenCheck) -> None:
+        super().__init__(sink)
+        self._check = check
+
+    async def auth_XOAUTH2(self, server: Any, args: list[str]) -> AuthResult:
+        return await self._bearer(server, args, "xoauth2")
+
+    async def auth_OAUTHBEARER(self, server: Any, args: list[str]) -> AuthResult:
+        return await self._bearer(server, args, "oauthbearer")
+
+    async def _bearer(self, server: Any, args: list[str], mechanism: str) -> AuthResult:
+        if len(args) < 2:
+            return AuthResult(success=False, handled=False)
+        try:
+            text = base64.b64decode(args[1], validate=True).decode("utf-8")
+        except ValueError:
+            return AuthResult(success=False, handled=False)
+        user, token = _parse_bearer(text, mechanism)
+        if user and token and self._check(user, token):
+            return AuthResult(success=True, auth_data=user)
+        with self._sink._lock:
+            self._sink._token_refusals += 1
+        await server.challenge_auth(_OAUTH_ERROR, encode_to_b64=False)  # the client answers
+        return AuthResult(success=False, handled=False)
+
+
+def _parse_bearer(text: str, mechanism: str) -> tuple[str, str]:
+    fields = text.split("\x01")
+    user = token = ""
+    if mechanism == "oauthbearer" and fields:
+        gs2 = fields[0].split(",")
+        if len(gs2) > 1 and gs2[1].startswith("a="):
+            user = gs2[1][2:].replace("=2C", ",").replace("=3D", "=")
+        fields = fields[1:]
+    for f in fields:
+        if f.startswith("user="):
+            user = f[5:]
+        elif f.startswith("auth=Bearer "):
+            token = f[len("auth=Bearer "):]
+    return user, token
+
+
 class SmtpSink:
     """An SMTP server on 127.0.0.1 that records every message and can be told to misbehave."""
 
@@ -170,6 +221,7 @@ class SmtpSink:
         users: Mapping[str, str] | None = None,
         cert: TlsCert | None = None,
         port: int | None = None,
+        token_check: TokenCheck | None = None,
     ) -> None:
         if security != "none" and cert is None:
             raise ValueError(f"security={security!r} needs a certificate")
@@ -177,6 +229,8 @@ class SmtpSink:
         self.port = port or free_port()
         self.security: Security = security
         self.users = dict(users or {})
+        self.token_check = token_check
+        self._token_refusals = 0
         self._cert = cert
         self._lock = threading.Condition()
         self._received: list[ReceivedMail] = []
@@ -191,8 +245,10 @@ class SmtpSink:
         """Listen (again) on the same port."""
         if self._controller is not None:
             return
+        handler = (_Handler(self) if self.token_check is None
+                   else _OAuthHandler(self, self.token_check))
         controller = Controller(
-            _Handler(self),
+            handler,
             hostname=HOST,
             port=self.port,
             server_hostname=SINK_HOSTNAME,
@@ -237,7 +293,7 @@ class SmtpSink:
         elif self.security == "tls":
             assert self._cert is not None
             options.update(ssl_context=self._cert.server_context())
-        if self.users:
+        if self.users or self.token_check is not None:
             # aiosmtpd cannot tell that an implicit-TLS connection is encrypted, so there (and on
             # a plain sink) AUTH must be offered without TLS; aiosmtpd then warns about requiring
             # it, so it is only required together with STARTTLS. Every message records its login.
@@ -368,6 +424,12 @@ class SmtpSink:
             return list(self._received)
 
     @property
+    def token_refusals(self) -> int:
+        """How many AUTH XOAUTH2 / OAUTHBEARER attempts were refused."""
+        with self._lock:
+            return self._token_refusals
+
+    @property
     def connections(self) -> int:
         """How many SMTP sessions (that said EHLO or HELO) this sink has seen."""
         with self._lock:
@@ -430,9 +492,14 @@ def smtp_tls_cert(tmp_path_factory: pytest.TempPathFactory) -> TlsCert:
 def smtp_sink_factory(request: pytest.FixtureRequest) -> Iterator[SinkFactory]:
     sinks: list[SmtpSink] = []
 
-    def make(*, security: Security = "none", users: Mapping[str, str] | None = None) -> SmtpSink:
+    def make(
+        *,
+        security: Security = "none",
+        users: Mapping[str, str] | None = None,
+        token_check: TokenCheck | None = None,
+    ) -> SmtpSink:
         cert = request.getfixturevalue("smtp_tls_cert") if security != "none" else None
-        sink = SmtpSink(security=security, users=users, cert=cert)
+        sink = SmtpSink(security=security, users=users, cert=cert, token_check=token_check)
         sinks.append(sink)
         sink.start()
         return sink
