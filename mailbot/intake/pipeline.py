@@ -190,10 +190,19 @@ def _apply_team_message(
     def assessment_due_after(at: datetime) -> datetime:
         return intake.calendar.add_business_days(at, policy.assessment_business_days)
 
+    acknowledged_here = False
     if case.status == vocabulary.NEW and _reaches_reporter(session, case, msg, intake):
         service.acknowledge(session, case, actor, message.received_at, assessment_due_after,
                             explicit=False)
+        acknowledged_here = True
     for command in parse_commands(msg.text_body):
+        if acknowledged_here and command.name == "ack" and not command.args:
+            # A reply-all to the reporter that also says /ack: the reply itself acknowledged
+            # the case a moment ago, so the command is done, not refused.
+            log.debug("%s: %s: already acknowledged by this message", case.id, command.line)
+            service.record(session, case, actor, "command",
+                           {"command": command.line, "note": "acknowledged by this message"}, at)
+            continue
         try:
             apply_command(session, case, command, actor, at,
                           assessment_due_after=assessment_due_after,

@@ -11,6 +11,7 @@ import contextlib
 import getpass
 import io
 import json
+import logging
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -111,6 +112,23 @@ def test_refused_commands_are_recorded_with_their_reason_and_nothing_is_mailed(
     assert "severity must be one of" in refused[2]["reason"]
     assert [row.kind for row in flow.outbox()] == ["receipt"]
     assert len(flow.mailed(1)) == 1
+
+
+def test_an_ack_on_a_reply_all_that_acknowledged_is_no_refusal(
+    flow: Mailflow, caplog: pytest.LogCaptureFixture
+) -> None:
+    case, report_id = flow.open_report()
+    caplog.set_level(logging.DEBUG, logger="mailbot.intake")
+
+    flow.deliver(team_reply(answering=report_id, body="/ack\n\nThanks, we are on it.\n"),
+                 TEAM_MEMBER)
+    flow.run()
+
+    assert flow.case(case.id).status == "acknowledged"
+    assert flow.actions(case.id) == ["opened", "acknowledged", "command"]
+    said = [(r.levelno, r.getMessage()) for r in caplog.records if case.id in r.getMessage()]
+    assert not [m for _, m in said if "refused" in m]
+    assert (logging.DEBUG, f"{case.id}: /ack: already acknowledged by this message") in said
 
 
 def test_commands_below_other_text_or_in_quotes_are_not_obeyed(flow: Mailflow) -> None:
