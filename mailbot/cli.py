@@ -92,6 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("--now", type=_datetime_arg, metavar="ISO-8601",
                      help="pretend it is this time (with offset, e.g. 2026-11-23T10:00+01:00)")
 
+    auth = sub.add_parser("auth", help="OAuth2 sign-in for the mailbox (see docs/oauth2.md)")
+    asub = auth.add_subparsers(dest="action", metavar="ACTION", required=True,
+                               parser_class=_Parser)
+    asub.add_parser("login", help="device-code sign-in: prints a URL and a code, waits, then "
+                    "stores the refresh token in oauth2.refresh_token_file (mode 0600)")
+
     sub.add_parser("health", help="exit 0 when this host's daemon ran its jobs recently")
     sub.add_parser("demo", help="a self-contained demonstration on embedded servers")
     return p
@@ -158,6 +164,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     handlers: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
         "run": _cmd_run, "migrate": _cmd_migrate, "check": _cmd_check, "ingest": _cmd_ingest,
         "cases": _cmd_cases, "deadlines": _cmd_deadlines, "health": _cmd_health,
+        "auth": _cmd_auth,
     }
     return handlers[args.command](settings, args)
 
@@ -393,6 +400,21 @@ def _cmd_deadlines(settings: Settings, args: argparse.Namespace) -> int:
         app.close()
     print(f"reminders queued: {queued}; outbox: {report.sent} sent, {report.retried} to retry, "
           f"{report.failed} failed")
+    return EXIT_OK
+
+
+def _cmd_auth(settings: Settings, args: argparse.Namespace) -> int:
+    from mailbot.oauth2.device import device_login
+
+    wanted = []
+    for side in (settings.mailbox.oauth2, settings.smtp.oauth2):
+        if side is not None and side.provider == "refresh_token" and side not in wanted:
+            wanted.append(side)
+    if not wanted:
+        raise UsageError('`mailbot auth login` is for mailbox.auth or smtp.auth = "oauth2" with '
+                         'oauth2.provider = "refresh_token"; the other providers need no sign-in')
+    for oauth2 in wanted:
+        device_login(oauth2, say=lambda text: print(text, flush=True))
     return EXIT_OK
 
 

@@ -7,6 +7,7 @@ app holds, and Exchange decides which mailboxes it may open (docs/oauth2.md).
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -57,9 +58,20 @@ class MicrosoftFlow:
                 token_cache=msal.TokenCache(),
             )
         except ValueError as exc:  # the tenant's OpenID configuration could not be read
-            raise unreachable(self.flow, "tenant discovery", exc, key="oauth2.tenant_id") from None
+            raise self._no_tenant(exc) from None
         except requests.RequestException as exc:
             raise unreachable(self.flow, "tenant discovery", exc, key="oauth2.authority") from None
+
+    def _no_tenant(self, exc: ValueError) -> TokenUnavailable:
+        # MSAL's own message is a paragraph; the server's answer is in the error it replaced.
+        said = f"{exc.__context__ or ''} {exc}"
+        found = re.search(r"AADSTS\d+", said) or re.search(r"HTTP status: (\d+)", said)
+        code = "" if found is None else found.group(0).replace("HTTP status: ", "HTTP ")
+        s = self.settings
+        return TokenUnavailable(
+            f"{self.flow}: no tenant {s.tenant_id!r} at {s.authority}"
+            + (f" ({code})" if code else "") + "; check oauth2.tenant_id",
+            key="oauth2.tenant_id", code=code)
 
     def fetch(self) -> AccessToken:
         import requests

@@ -12,6 +12,10 @@
 and over plain HTTP ``POST /introspect``, RFC 7662 token introspection as Dovecot's ``oauth2``
 passdb asks for it. Tokens are random strings it remembers; tests revoke, expire and count them.
 
+An app-only token (client credentials) belongs to the app, not to a mailbox; as Exchange does, the
+authority lets it open only the mailbox the app was granted (``add_app(mailboxes=...)``), so
+introspection names that mailbox, and Dovecot refuses a login as any other.
+
 Fixtures: ``token_authority`` (session; reset for each test by ``oauth2_provider``),
 ``oauth2_dovecot`` (session) and ``oauth2_account`` (a fresh mailbox on it).
 """
@@ -92,6 +96,9 @@ class TokenAuthority:
             self.refresh_tokens: dict[str, tuple[str, str]] = {}  # token -> (client id, user)
             self.tokens: dict[str, Issued] = {}
             self.devices: dict[str, Device] = {}
+            # (user, polls): each new device code is approved for user after that many polls
+            self.auto_approve: tuple[str, int] | None = None
+            self.slow_down = False  # answer the first poll of each device code with slow_down
             self.lifetime = 3600
             self.rotate = False
             self.outage: int | None = None  # answer every token request with this HTTP status
@@ -176,7 +183,15 @@ class TokenAuthority:
         issued = self.tokens.get(token)
         if issued is None or not issued.active or issued.expires_at < time.time():
             return None
+        if issued.user.startswith("app:"):
+            granted = sorted(self.app_mailboxes.get(issued.user[4:], ()))
+            return granted[0] if granted else None
         return issued.user
+
+    def issue(self, user: str) -> str:
+        """An access token for ``user``, as a helper program would have obtained it."""
+        with self.lock:
+            return str(self._issue(user)["access_token"])
 
     def introspect(self, token: str) -> dict[str, str]:
         with self.lock:
@@ -257,7 +272,9 @@ class TokenAuthority:
         try:
             unverified = jwt.decode(assertion, options={"verify_signature": False})
             key, domains = self.service_accounts[unverified["iss"]]
-            claims = jwt.decode(assertion, key, algorithms=["RS256"], audience=self.token_url)
+            # google-auth names Google's endpoint as the audience wherever it posts the JWT.
+            claims = jwt.decode(assertion, key, algorithms=["RS256"], leeway=30,
+                                audience="https://oauth2.googleapis.com/token")
         except (jwt.PyJWTError, KeyError):
             raise OAuth2Refusal(400, "invalid_grant", "Invalid JWT Signature.") from None
         subject = str(claims.get("sub", ""))
@@ -274,6 +291,9 @@ class TokenAuthority:
             code = secrets.token_urlsafe(16)
             self.devices[code] = Device(user_code=secrets.token_hex(4).upper(),
                                         client_id=form["client_id"])
+            if self.auto_approve is not None:
+                self.devices[code].approved_for, self.devices[code].approve_after_polls = (
+                    self.auto_approve)
             return {"device_code": code, "user_code": self.devices[code].user_code,
                     "verification_uri": f"{self.url}/device-login", "expires_in": 600,
                     "interval": 1}
@@ -292,6 +312,8 @@ class TokenAuthority:
         if device is None or device.client_id != client_id:
             raise OAuth2Refusal(400, "invalid_grant", "unknown device code")
         device.polls += 1
+        if self.slow_down and device.polls == 1:
+            raise OAuth2Refusal(400, "slow_down", "polling too fast")
         ready = (device.approved_for is not None
                  and device.polls > (device.approve_after_polls or 0))
         if not ready:
