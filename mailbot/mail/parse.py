@@ -23,11 +23,10 @@ say what went wrong, and ``unparseable`` when no header field the sender wrote c
 
 from __future__ import annotations
 
-import binascii
 import hashlib
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import errors, policy
 from email.feedparser import BytesFeedParser
@@ -38,21 +37,29 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import mailparser
-from inscriptis import get_text
 
 from mailbot.mail.addresses import all_addresses
 from mailbot.mail.headers import (
     MAX_HEADER_VALUE,
-    charset_problem,
     clean,
-    decode_bytes,
-    decode_words,
-    fix_8bit,
     header_text,
     message_id,
     message_ids,
 )
-from mailbot.mail.message import Address, Attachment, InboundMessage
+from mailbot.mail.message import Address, InboundMessage
+
+# The limits tests and callers know parse by are those of the MIME walk.
+from mailbot.mail.mime import MAX_DEPTH as MAX_DEPTH
+from mailbot.mail.mime import MAX_PARTS as MAX_PARTS
+from mailbot.mail.mime import MAX_TEXT as MAX_TEXT
+from mailbot.mail.mime import (
+    Defects,
+    Walk,
+    assemble,
+    body_text,
+    part_content_type,
+    walk_parts,
+)
 
 log = logging.getLogger("mailbot.parse")
 # mail-parser logs a warning for every part type it does not handle, and errors for broken
@@ -62,14 +69,8 @@ logging.getLogger("mailparser").setLevel(logging.CRITICAL)
 MAX_HEADER_FIELDS = 1000  # header fields kept in InboundMessage.headers
 MAX_HEADER_BLOCK = 1024 * 1024  # bytes of header block read at most
 MAX_HEADER_LINES = 10_000  # lines of header block read at most
-MAX_TEXT = 1024 * 1024  # characters of text_body
-MAX_HTML = 256 * 1024  # characters of HTML converted to text (inscriptis: ~0.7 s per MB)
-MAX_PARTS = 1000  # MIME parts examined
-MAX_DEPTH = 64  # MIME nesting levels examined
 MAX_REFERENCES = 100  # ids kept of References and of In-Reply-To (the last ones)
 MAX_ADDRESS_FIELDS = 3  # fields of one address header (From, To, ...) parsed; all counted
-MAX_DEFECTS = 50
-MAX_FILENAME = 255
 # Content-Type / Content-Disposition: longer values, or more parameters, are cut when stored.
 MAX_PARAM_FIELD = 8 * 1024
 MAX_PARAMS = 64
@@ -86,7 +87,7 @@ MAILPARSER_MAX_BYTES = 4 * 1024 * 1024  # it keeps a base64 copy of every attach
 
 _CHUNK = 64 * 1024
 _PARAM_FIELDS = frozenset({"content-type", "content-disposition"})
-_BODY_JUNK = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]+")
+BODY_JUNK = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]+")
 _TAG = re.compile(r"<[^>]*>")
 _BOUNDARY_PARAM = re.compile(rb'boundary[ \t]*=[ \t]*(?:"([^"\r\n]{1,200})"|([^\s;"]{1,200}))')
 
@@ -97,7 +98,7 @@ _BOUNDARY_PARAM = re.compile(rb'boundary[ \t]*=[ \t]*(?:"([^"\r\n]{1,200})"|([^\
 
 def parse_message(raw: bytes, *, max_bytes: int = 26_214_400) -> InboundMessage:
     """Everything intake needs to know about one message. Never raises."""
-    defects = _Defects()
+    defects = Defects()
     try:
         return _parse(bytes(raw), max_bytes, defects)
     except Exception as exc:  # the guards below should make this unreachable; be sure anyway
@@ -113,7 +114,7 @@ def parse_message(raw: bytes, *, max_bytes: int = 26_214_400) -> InboundMessage:
 def header_block_sender(raw: bytes) -> Address | None:
     """The single unambiguous From of the header block, if any. Never raises; skips the body."""
     try:
-        return _header_only(bytes(raw), _Defects()).sender
+        return _header_only(bytes(raw), Defects()).sender
     except Exception:
         return None
 
@@ -157,7 +158,7 @@ def dedupe_key(raw: bytes) -> str:
 # The trip through the parsers
 
 
-def _parse(raw: bytes, max_bytes: int, defects: _Defects) -> InboundMessage:
+def _parse(raw: bytes, max_bytes: int, defects: Defects) -> InboundMessage:
     if len(raw) > max_bytes:
         defects.add("oversize")
         return _header_only(raw, defects)
@@ -175,23 +176,23 @@ def _parse(raw: bytes, max_bytes: int, defects: _Defects) -> InboundMessage:
     except RecursionError:
         defects.add("MIME nesting too deep: body not parsed")
         return _header_only(raw, defects)
-    walk = _walk(tree, defects)
+    walk = walk_parts(tree, defects)
     if _only_trace_fields(tree):
         # Not mail (a binary file, say): binary bodies are not text, and mail-parser has
         # nothing to add.
-        text = "" if b"\x00" in raw[:65536] else _body_text(walk, defects)
+        text = "" if b"\x00" in raw[:65536] else body_text(walk, defects)
         return _build(len(raw), tree, text=text, walk=walk, defects=defects)
     skip = shape.mailparser_unsuitable()
     if skip:
         defects.add(f"mail-parser skipped ({skip})")
-        text = _body_text(walk, defects)
+        text = body_text(walk, defects)
     else:
         read = _text_with_mailparser(tree, defects)
         text = read if read is not None else _text_with_stdlib(raw, walk, defects)
     return _build(len(raw), tree, text=text, walk=walk, defects=defects)
 
 
-def _text_with_mailparser(tree: Message, defects: _Defects) -> str | None:
+def _text_with_mailparser(tree: Message, defects: Defects) -> str | None:
     """The body text as mail-parser reads it; None when it fails."""
     try:
         mp = mailparser.MailParser(tree)
@@ -201,18 +202,18 @@ def _text_with_mailparser(tree: Message, defects: _Defects) -> str | None:
     except Exception as exc:
         defects.add(f"mail-parser failed ({type(exc).__name__})")
         return None
-    return _assemble(plain, html, other, defects)
+    return assemble(plain, html, other, defects)
 
 
-def _text_with_stdlib(raw: bytes, compat_walk: _Walk, defects: _Defects) -> str:
+def _text_with_stdlib(raw: bytes, compat_walk: Walk, defects: Defects) -> str:
     """policy.default first (it reads some broken structures better), then the compat32 tree."""
     try:
-        walk = _walk(_parse_tree(raw, policy.default), _Defects())
+        walk = walk_parts(_parse_tree(raw, policy.default), Defects())
         defects.add("read with the standard library (policy.default)")
     except Exception as exc:
         defects.add(f"policy.default failed ({type(exc).__name__}); read with compat32")
         walk = compat_walk
-    return _body_text(walk, defects)
+    return body_text(walk, defects)
 
 
 def _parse_tree(raw: bytes, pol: Policy[Any]) -> Message:
@@ -224,7 +225,7 @@ def _parse_tree(raw: bytes, pol: Policy[Any]) -> Message:
     return parser.close()
 
 
-def _header_only(raw: bytes, defects: _Defects) -> InboundMessage:
+def _header_only(raw: bytes, defects: Defects) -> InboundMessage:
     end, cut = _bounded_header_end(raw)
     if cut:
         defects.add(
@@ -233,11 +234,11 @@ def _header_only(raw: bytes, defects: _Defects) -> InboundMessage:
         )
     parser = BytesParser(_BoundedMessage, policy=policy.compat32)
     tree = parser.parsebytes(raw[:end], headersonly=True)
-    walk = _Walk(part_types=[_content_type(tree)])
+    walk = Walk(part_types=[part_content_type(tree)])
     return _build(len(raw), tree, text="", walk=walk, defects=defects)
 
 
-def _empty(raw_size: int, defects: _Defects) -> InboundMessage:
+def _empty(raw_size: int, defects: Defects) -> InboundMessage:
     return InboundMessage(
         raw_size=raw_size,
         from_=(),
@@ -411,300 +412,11 @@ def _nesting_depth(raw: bytes, lines: int) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-# Walking the MIME tree: part types, attachments, text parts, defects
-
-
-@dataclass
-class _Walk:
-    part_types: list[str] = field(default_factory=list)  # outside enclosed messages
-    attachments: list[Attachment] = field(default_factory=list)
-    plain: list[Message] = field(default_factory=list)
-    html: list[Message] = field(default_factory=list)
-    other: list[Message] = field(default_factory=list)  # unreadable multiparts, as text
-
-
-_ENCLOSED = ("message/rfc822", "message/global", "message/news")
-
-
-def _walk(root: Message, defects: _Defects) -> _Walk:
-    """Depth-first, iterative (a recursive walk is what deep nesting breaks), capped."""
-    walk = _Walk()
-    stack: list[tuple[Message, int, bool]] = [(root, 0, False)]
-    seen = 0
-    while stack:
-        part, depth, enclosed = stack.pop()
-        seen += 1
-        if seen > MAX_PARTS:
-            defects.add(f"over {MAX_PARTS} MIME parts: only the first {MAX_PARTS} examined")
-            break
-        ctype = _content_type(part)
-        if not enclosed:
-            walk.part_types.append(ctype)
-        for defect in part.defects:
-            defects.add(type(defect).__name__.lstrip("_"))
-        if part.is_multipart():
-            if ctype in _ENCLOSED and any(_disposition(part)):
-                walk.attachments.append(_enclosed_attachment(part, ctype, defects))
-            if depth >= MAX_DEPTH:
-                defects.add(f"MIME nesting over {MAX_DEPTH} levels: deeper parts not examined")
-            elif ctype.startswith("multipart/") or ctype in _ENCLOSED:
-                inner = enclosed or ctype in _ENCLOSED
-                children = [c for c in _children(part) if isinstance(c, Message)]
-                stack.extend((child, depth + 1, inner) for child in reversed(children))
-            continue
-        _leaf(part, ctype, walk, defects)
-    return walk
-
-
-def _children(part: Message) -> list[Any]:
-    payload = part.get_payload()
-    return payload if isinstance(payload, list) else []
-
-
-def _disposition(part: Message) -> tuple[bool, str]:
-    """(Content-Disposition is attachment, the filename or "")."""
-    try:
-        attached = part.get_content_disposition() == "attachment"
-    except Exception:
-        attached = False
-    return attached, _filename(part)
-
-
-def _leaf(part: Message, ctype: str, walk: _Walk, defects: _Defects) -> None:
-    attached, filename = _disposition(part)
-    if attached or filename:
-        walk.attachments.append(_attachment(part, ctype, filename, defects))
-    elif ctype in ("text/plain", "text/html"):
-        (walk.plain if ctype == "text/plain" else walk.html).append(part)
-        problem = charset_problem(_charset(part))
-        if problem:
-            defects.add(problem)
-    elif ctype.startswith("multipart/"):
-        walk.other.append(part)  # its boundary never came: the body is still its text
-    else:
-        walk.attachments.append(_attachment(part, ctype, filename, defects))
-
-
-def _attachment(part: Message, ctype: str, filename: str, defects: _Defects) -> Attachment:
-    data = _payload(part, defects)
-    return Attachment(
-        filename=filename,
-        content_type=ctype,
-        size=len(data),
-        sha256=hashlib.sha256(data).hexdigest(),
-    )
-
-
-def _enclosed_attachment(part: Message, ctype: str, defects: _Defects) -> Attachment:
-    """A forwarded message sent as an attachment: its bytes as the generator writes them.
-
-    Over the walk's own bounds (MAX_DEPTH levels, MAX_PARTS parts) the generator is not run:
-    it folds every header of every level again, recursively (0.2 s for 3,000 nested messages).
-    Size and SHA-256 are then those of the stored header fields and leaf payloads, in order
-    (see _stored_text), and a defect says so.
-    """
-    children = [child for child in _children(part) if isinstance(child, Message)]
-    if all(_within_bounds(child) for child in children):
-        try:
-            data = b"".join(child.as_bytes() for child in children)
-        except Exception as exc:
-            defects.add(f"enclosed message unwritable ({type(exc).__name__})")
-            data = b""
-        size, digest = len(data), hashlib.sha256(data).hexdigest()
-    else:
-        defects.add(
-            f"enclosed message over {MAX_DEPTH} levels or {MAX_PARTS} parts: its size and "
-            "sha256 are of its stored header fields and payloads, not of its bytes"
-        )
-        size, digest = _stored_text_digest(children)
-    return Attachment(filename=_disposition(part)[1], content_type=ctype, size=size, sha256=digest)
-
-
-def _within_bounds(root: Message) -> bool:
-    """At most MAX_DEPTH levels and MAX_PARTS parts; stops counting as soon as it is not."""
-    stack: list[tuple[Message, int]] = [(root, 0)]
-    seen = 0
-    while stack:
-        part, depth = stack.pop()
-        seen += 1
-        if seen > MAX_PARTS or depth > MAX_DEPTH:
-            return False
-        stack.extend((c, depth + 1) for c in _children(part) if isinstance(c, Message))
-    return True
-
-
-def _stored_text_digest(roots: list[Message]) -> tuple[int, str]:
-    """(size, hex SHA-256) of every part's header fields as stored (``name: value`` lines, a
-    blank line) followed by its payload text, depth first. Linear in the bytes, no recursion,
-    no refolding; boundaries, preambles and epilogues are left out."""
-    digest = hashlib.sha256()
-    size = 0
-    stack = list(reversed(roots))
-    while stack:
-        part = stack.pop()
-        chunks = [f"{name}: {value}\n" for name, value in part.raw_items()]
-        chunks.append("\n")
-        payload = getattr(part, "_payload", None)  # the stored text; the public getter copies it
-        if isinstance(payload, str):
-            chunks.append(payload)
-        for chunk in chunks:
-            data = _stored_bytes(chunk)
-            size += len(data)
-            digest.update(data)
-        stack.extend(reversed([c for c in _children(part) if isinstance(c, Message)]))
-    return size, digest.hexdigest()
-
-
-def _stored_bytes(text: str) -> bytes:
-    try:
-        return text.encode("utf-8", "surrogateescape")  # 8-bit bytes come back as they were
-    except UnicodeEncodeError:  # a surrogate that no byte became
-        return text.encode("utf-8", "replace")
-
-
-def _payload(part: Message, defects: _Defects, limit: int | None = None) -> bytes:
-    """The decoded payload of a leaf part; with ``limit``, at least its first ``limit`` bytes.
-
-    Base64, quoted-printable and unencoded payloads are decoded here straight from the stored
-    text: the stdlib's get_payload(decode=True) makes four or five copies of a base64 payload on
-    the way (about 4.5x its size), too many for a 25 MB attachment.
-    """
-    text = getattr(part, "_payload", None)  # the stored text; the public getter copies it
-    if isinstance(text, str):
-        cte = _transfer_encoding(part)
-        try:
-            data = _decode_transfer(text, cte, limit)
-        except (ValueError, UnicodeError):  # binascii.Error is a ValueError
-            data = None
-        if data is not None:
-            return data
-    try:
-        decoded = part.get_payload(decode=True)
-    except Exception as exc:
-        defects.add(f"payload undecodable ({type(exc).__name__})")
-        return b""
-    return decoded if isinstance(decoded, bytes) else b""
-
-
-def _decode_transfer(text: str, cte: str, limit: int | None) -> bytes | None:
-    """None for encodings left to the stdlib (uuencode and unknown ones)."""
-    if cte == "base64":
-        if limit is not None:
-            cut = text.rfind("\n", 0, limit * 2)  # whole lines: 4-character groups stay whole
-            text = text[: cut + 1] if cut != -1 and len(text) > limit * 2 else text
-        try:
-            return binascii.a2b_base64(text)  # reads an ASCII str in place, without a copy
-        except binascii.Error:
-            raise
-        except ValueError:  # 8-bit junk in the text: non-alphabet bytes are skipped anyway
-            return binascii.a2b_base64(text.encode("ascii", "surrogateescape"))
-    if cte == "quoted-printable":
-        text = text if limit is None else text[: limit * 3]
-        return binascii.a2b_qp(text.encode("ascii", "surrogateescape"))
-    if cte in ("", "7bit", "8bit", "binary"):
-        text = text if limit is None else text[:limit]
-        return text.encode("ascii", "surrogateescape")
-    return None
-
-
-def _transfer_encoding(part: Message) -> str:
-    try:
-        return str(part.get("content-transfer-encoding", "")).strip().lower()
-    except Exception:
-        return "unknown"
-
-
-def _content_type(part: Message) -> str:
-    try:
-        return clean(part.get_content_type(), 100).lower() or "text/plain"
-    except Exception:
-        return "application/octet-stream"
-
-
-def _filename(part: Message) -> str:
-    """For display only: decoded, no controls, no path separators."""
-    try:
-        name = part.get_filename()
-    except Exception:
-        return ""
-    if not isinstance(name, str):
-        return ""
-    text = clean(decode_words(fix_8bit(name[: MAX_FILENAME * 4])), MAX_FILENAME)
-    return text.replace("/", "_").replace("\\", "_")
-
-
-# ---------------------------------------------------------------------------------------------
-# Body text
-
-
-def _body_text(walk: _Walk, defects: _Defects) -> str:
-    return _assemble(
-        [_leaf_text(p, defects) for p in walk.plain],
-        [_leaf_text(p, defects) for p in walk.html],
-        [_leaf_text(p, defects) for p in walk.other],
-        defects,
-    )
-
-
-def _leaf_text(part: Message, defects: _Defects) -> str:
-    # UTF-8 takes at most 4 bytes per character: more than this cannot survive the cap.
-    data = _payload(part, defects, MAX_TEXT * 4)[: MAX_TEXT * 4]
-    text, problem = decode_bytes(data, _charset(part))
-    if problem:
-        defects.add(problem)
-    return text
-
-
-def _charset(part: Message) -> str | None:
-    try:
-        return part.get_content_charset()
-    except Exception:
-        return None
-
-
-def _assemble(plain: list[str], html: list[str], other: list[str], defects: _Defects) -> str:
-    """The plain parts; else the HTML parts as text; else whatever text there is."""
-    text = _join(plain)
-    if not text.strip() and html:
-        text = _html_to_text(_join(html), defects)
-    if not text.strip():
-        text = _join(other)
-    text = _BODY_JUNK.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
-    if len(text) > MAX_TEXT:
-        defects.add(f"text body over {MAX_TEXT} characters: truncated")
-    return text[:MAX_TEXT]
-
-
-def _join(texts: list[str]) -> str:
-    out: list[str] = []
-    size = 0
-    for text in texts:
-        if not text.strip():
-            continue
-        out.append(text[: MAX_TEXT + 1 - size])
-        size += len(out[-1])
-        if size > MAX_TEXT:
-            break
-    return "\n\n".join(out)
-
-
-def _html_to_text(html: str, defects: _Defects) -> str:
-    if len(html) > MAX_HTML:
-        defects.add(f"HTML over {MAX_HTML} characters: only the start converted to text")
-        html = html[:MAX_HTML]
-    try:
-        return str(get_text(html))
-    except Exception as exc:
-        defects.add(f"HTML conversion failed ({type(exc).__name__})")
-        return _TAG.sub(" ", html)
-
-
-# ---------------------------------------------------------------------------------------------
 # Headers -> InboundMessage
 
 
 def _build(
-    raw_size: int, tree: Message, *, text: str, walk: _Walk, defects: _Defects
+    raw_size: int, tree: Message, *, text: str, walk: Walk, defects: Defects
 ) -> InboundMessage:
     fields = [(name.strip().lower(), _as_str(value)) for name, value in tree.raw_items()]
     from_values = _values(fields, "from")
@@ -730,7 +442,7 @@ def _build(
         in_reply_to=_ids(fields, "in-reply-to"),
         references=_ids(fields, "references"),
         headers=_header_map(fields, defects),
-        content_type=_content_type(tree),
+        content_type=part_content_type(tree),
         text_body=text,
         attachments=tuple(walk.attachments),
         part_types=tuple(walk.part_types),
@@ -745,7 +457,7 @@ def _only_trace_fields(tree: Message) -> bool:
     return all(_is_trace_name(name.strip().lower()) for name in tree)
 
 
-def _nothing_from_the_sender(fields: list[tuple[str, str]], defects: _Defects) -> bool:
+def _nothing_from_the_sender(fields: list[tuple[str, str]], defects: Defects) -> bool:
     if not fields:
         defects.add("no header block")
         return True
@@ -781,7 +493,7 @@ def _ids(fields: list[tuple[str, str]], name: str) -> tuple[str, ...]:
     return tuple(found[-MAX_REFERENCES:])
 
 
-def _date(raw: str, defects: _Defects) -> datetime | None:
+def _date(raw: str, defects: Defects) -> datetime | None:
     value = clean(raw, 200)
     if not value:
         return None
@@ -793,27 +505,13 @@ def _date(raw: str, defects: _Defects) -> datetime | None:
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
-def _header_map(fields: list[tuple[str, str]], defects: _Defects) -> dict[str, tuple[str, ...]]:
+def _header_map(fields: list[tuple[str, str]], defects: Defects) -> dict[str, tuple[str, ...]]:
     if len(fields) > MAX_HEADER_FIELDS:
         defects.add(f"{len(fields)} header fields: only the first {MAX_HEADER_FIELDS} kept")
     collected: dict[str, list[str]] = {}
     for name, value in fields[:MAX_HEADER_FIELDS]:
         collected.setdefault(clean(name, 100), []).append(header_text(value, MAX_HEADER_VALUE))
     return {name: tuple(values) for name, values in collected.items()}
-
-
-class _Defects:
-    """What went wrong, in order, each once, capped."""
-
-    def __init__(self) -> None:
-        self._items: dict[str, None] = {}
-
-    def add(self, text: str) -> None:
-        if len(self._items) < MAX_DEFECTS:
-            self._items.setdefault(text, None)
-
-    def as_tuple(self) -> tuple[str, ...]:
-        return tuple(self._items)
 
 
 # ---------------------------------------------------------------------------------------------

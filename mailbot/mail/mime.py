@@ -1,0 +1,335 @@
+"""The MIME tree of one message: its parts, attachments and text, walked without recursion.
+
+Pure and bounded: at most MAX_PARTS parts and MAX_DEPTH levels are examined, payloads are decoded
+from the stored text without the stdlib's copies, and text is capped at MAX_TEXT characters.
+``Defects`` collects what went wrong on the way, for the message's record.
+"""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+import re
+from dataclasses import dataclass, field
+from email.message import Message
+from typing import Any
+
+from inscriptis import get_text
+
+from mailbot.mail.headers import charset_problem, clean, decode_bytes, decode_words, fix_8bit
+from mailbot.mail.message import Attachment
+
+MAX_TEXT = 1024 * 1024  # characters of text_body
+MAX_HTML = 256 * 1024  # characters of HTML converted to text (inscriptis: ~0.7 s per MB)
+MAX_PARTS = 1000  # MIME parts examined
+MAX_DEPTH = 64  # MIME nesting levels examined
+MAX_DEFECTS = 50
+MAX_FILENAME = 255
+
+BODY_JUNK = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]+")
+_TAG = re.compile(r"<[^>]*>")
+
+
+class Defects:
+    """What went wrong, in order, each once, capped."""
+
+    def __init__(self) -> None:
+        self._items: dict[str, None] = {}
+
+    def add(self, text: str) -> None:
+        if len(self._items) < MAX_DEFECTS:
+            self._items.setdefault(text, None)
+
+    def as_tuple(self) -> tuple[str, ...]:
+        return tuple(self._items)
+
+
+
+
+# ---------------------------------------------------------------------------------------------
+# Walking the MIME tree: part types, attachments, text parts, defects
+
+
+@dataclass
+class Walk:
+    part_types: list[str] = field(default_factory=list)  # outside enclosed messages
+    attachments: list[Attachment] = field(default_factory=list)
+    plain: list[Message] = field(default_factory=list)
+    html: list[Message] = field(default_factory=list)
+    other: list[Message] = field(default_factory=list)  # unreadable multiparts, as text
+
+
+ENCLOSED = ("message/rfc822", "message/global", "message/news")
+
+
+def walk_parts(root: Message, defects: Defects) -> Walk:
+    """Depth-first, iterative (a recursive walk is what deep nesting breaks), capped."""
+    walk = Walk()
+    stack: list[tuple[Message, int, bool]] = [(root, 0, False)]
+    seen = 0
+    while stack:
+        part, depth, enclosed = stack.pop()
+        seen += 1
+        if seen > MAX_PARTS:
+            defects.add(f"over {MAX_PARTS} MIME parts: only the first {MAX_PARTS} examined")
+            break
+        ctype = part_content_type(part)
+        if not enclosed:
+            walk.part_types.append(ctype)
+        for defect in part.defects:
+            defects.add(type(defect).__name__.lstrip("_"))
+        if part.is_multipart():
+            if ctype in ENCLOSED and any(_disposition(part)):
+                walk.attachments.append(_enclosed_attachment(part, ctype, defects))
+            if depth >= MAX_DEPTH:
+                defects.add(f"MIME nesting over {MAX_DEPTH} levels: deeper parts not examined")
+            elif ctype.startswith("multipart/") or ctype in ENCLOSED:
+                inner = enclosed or ctype in ENCLOSED
+                children = [c for c in _children(part) if isinstance(c, Message)]
+                stack.extend((child, depth + 1, inner) for child in reversed(children))
+            continue
+        _leaf(part, ctype, walk, defects)
+    return walk
+
+
+def _children(part: Message) -> list[Any]:
+    payload = part.get_payload()
+    return payload if isinstance(payload, list) else []
+
+
+def _disposition(part: Message) -> tuple[bool, str]:
+    """(Content-Disposition is attachment, the filename or "")."""
+    try:
+        attached = part.get_content_disposition() == "attachment"
+    except Exception:
+        attached = False
+    return attached, _filename(part)
+
+
+def _leaf(part: Message, ctype: str, walk: Walk, defects: Defects) -> None:
+    attached, filename = _disposition(part)
+    if attached or filename:
+        walk.attachments.append(_attachment(part, ctype, filename, defects))
+    elif ctype in ("text/plain", "text/html"):
+        (walk.plain if ctype == "text/plain" else walk.html).append(part)
+        problem = charset_problem(part_charset(part))
+        if problem:
+            defects.add(problem)
+    elif ctype.startswith("multipart/"):
+        walk.other.append(part)  # its boundary never came: the body is still its text
+    else:
+        walk.attachments.append(_attachment(part, ctype, filename, defects))
+
+
+def _attachment(part: Message, ctype: str, filename: str, defects: Defects) -> Attachment:
+    data = payload_bytes(part, defects)
+    return Attachment(
+        filename=filename,
+        content_type=ctype,
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
+
+
+def _enclosed_attachment(part: Message, ctype: str, defects: Defects) -> Attachment:
+    """A forwarded message sent as an attachment: its bytes as the generator writes them.
+
+    Over the walk's own bounds (MAX_DEPTH levels, MAX_PARTS parts) the generator is not run:
+    it folds every header of every level again, recursively (0.2 s for 3,000 nested messages).
+    Size and SHA-256 are then those of the stored header fields and leaf payloads, in order
+    (see _stored_text), and a defect says so.
+    """
+    children = [child for child in _children(part) if isinstance(child, Message)]
+    if all(_within_bounds(child) for child in children):
+        try:
+            data = b"".join(child.as_bytes() for child in children)
+        except Exception as exc:
+            defects.add(f"enclosed message unwritable ({type(exc).__name__})")
+            data = b""
+        size, digest = len(data), hashlib.sha256(data).hexdigest()
+    else:
+        defects.add(
+            f"enclosed message over {MAX_DEPTH} levels or {MAX_PARTS} parts: its size and "
+            "sha256 are of its stored header fields and payloads, not of its bytes"
+        )
+        size, digest = _stored_text_digest(children)
+    return Attachment(filename=_disposition(part)[1], content_type=ctype, size=size, sha256=digest)
+
+
+def _within_bounds(root: Message) -> bool:
+    """At most MAX_DEPTH levels and MAX_PARTS parts; stops counting as soon as it is not."""
+    stack: list[tuple[Message, int]] = [(root, 0)]
+    seen = 0
+    while stack:
+        part, depth = stack.pop()
+        seen += 1
+        if seen > MAX_PARTS or depth > MAX_DEPTH:
+            return False
+        stack.extend((c, depth + 1) for c in _children(part) if isinstance(c, Message))
+    return True
+
+
+def _stored_text_digest(roots: list[Message]) -> tuple[int, str]:
+    """(size, hex SHA-256) of every part's header fields as stored (``name: value`` lines, a
+    blank line) followed by its payload text, depth first. Linear in the bytes, no recursion,
+    no refolding; boundaries, preambles and epilogues are left out."""
+    digest = hashlib.sha256()
+    size = 0
+    stack = list(reversed(roots))
+    while stack:
+        part = stack.pop()
+        chunks = [f"{name}: {value}\n" for name, value in part.raw_items()]
+        chunks.append("\n")
+        payload = getattr(part, "_payload", None)  # the stored text; the public getter copies it
+        if isinstance(payload, str):
+            chunks.append(payload)
+        for chunk in chunks:
+            data = _stored_bytes(chunk)
+            size += len(data)
+            digest.update(data)
+        stack.extend(reversed([c for c in _children(part) if isinstance(c, Message)]))
+    return size, digest.hexdigest()
+
+
+def _stored_bytes(text: str) -> bytes:
+    try:
+        return text.encode("utf-8", "surrogateescape")  # 8-bit bytes come back as they were
+    except UnicodeEncodeError:  # a surrogate that no byte became
+        return text.encode("utf-8", "replace")
+
+
+def payload_bytes(part: Message, defects: Defects, limit: int | None = None) -> bytes:
+    """The decoded payload of a leaf part; with ``limit``, at least its first ``limit`` bytes.
+
+    Base64, quoted-printable and unencoded payloads are decoded here straight from the stored
+    text: the stdlib's get_payload(decode=True) makes four or five copies of a base64 payload on
+    the way (about 4.5x its size), too many for a 25 MB attachment.
+    """
+    text = getattr(part, "_payload", None)  # the stored text; the public getter copies it
+    if isinstance(text, str):
+        cte = _transfer_encoding(part)
+        try:
+            data = _decode_transfer(text, cte, limit)
+        except (ValueError, UnicodeError):  # binascii.Error is a ValueError
+            data = None
+        if data is not None:
+            return data
+    try:
+        decoded = part.get_payload(decode=True)
+    except Exception as exc:
+        defects.add(f"payload undecodable ({type(exc).__name__})")
+        return b""
+    return decoded if isinstance(decoded, bytes) else b""
+
+
+def _decode_transfer(text: str, cte: str, limit: int | None) -> bytes | None:
+    """None for encodings left to the stdlib (uuencode and unknown ones)."""
+    if cte == "base64":
+        if limit is not None:
+            cut = text.rfind("\n", 0, limit * 2)  # whole lines: 4-character groups stay whole
+            text = text[: cut + 1] if cut != -1 and len(text) > limit * 2 else text
+        try:
+            return binascii.a2b_base64(text)  # reads an ASCII str in place, without a copy
+        except binascii.Error:
+            raise
+        except ValueError:  # 8-bit junk in the text: non-alphabet bytes are skipped anyway
+            return binascii.a2b_base64(text.encode("ascii", "surrogateescape"))
+    if cte == "quoted-printable":
+        text = text if limit is None else text[: limit * 3]
+        return binascii.a2b_qp(text.encode("ascii", "surrogateescape"))
+    if cte in ("", "7bit", "8bit", "binary"):
+        text = text if limit is None else text[:limit]
+        return text.encode("ascii", "surrogateescape")
+    return None
+
+
+def _transfer_encoding(part: Message) -> str:
+    try:
+        return str(part.get("content-transfer-encoding", "")).strip().lower()
+    except Exception:
+        return "unknown"
+
+
+def part_content_type(part: Message) -> str:
+    try:
+        return clean(part.get_content_type(), 100).lower() or "text/plain"
+    except Exception:
+        return "application/octet-stream"
+
+
+def _filename(part: Message) -> str:
+    """For display only: decoded, no controls, no path separators."""
+    try:
+        name = part.get_filename()
+    except Exception:
+        return ""
+    if not isinstance(name, str):
+        return ""
+    text = clean(decode_words(fix_8bit(name[: MAX_FILENAME * 4])), MAX_FILENAME)
+    return text.replace("/", "_").replace("\\", "_")
+
+
+# ---------------------------------------------------------------------------------------------
+# Body text
+
+
+def body_text(walk: Walk, defects: Defects) -> str:
+    return assemble(
+        [leaf_text(p, defects) for p in walk.plain],
+        [leaf_text(p, defects) for p in walk.html],
+        [leaf_text(p, defects) for p in walk.other],
+        defects,
+    )
+
+
+def leaf_text(part: Message, defects: Defects) -> str:
+    # UTF-8 takes at most 4 bytes per character: more than this cannot survive the cap.
+    data = payload_bytes(part, defects, MAX_TEXT * 4)[: MAX_TEXT * 4]
+    text, problem = decode_bytes(data, part_charset(part))
+    if problem:
+        defects.add(problem)
+    return text
+
+
+def part_charset(part: Message) -> str | None:
+    try:
+        return part.get_content_charset()
+    except Exception:
+        return None
+
+
+def assemble(plain: list[str], html: list[str], other: list[str], defects: Defects) -> str:
+    """The plain parts; else the HTML parts as text; else whatever text there is."""
+    text = _join(plain)
+    if not text.strip() and html:
+        text = _html_to_text(_join(html), defects)
+    if not text.strip():
+        text = _join(other)
+    text = BODY_JUNK.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+    if len(text) > MAX_TEXT:
+        defects.add(f"text body over {MAX_TEXT} characters: truncated")
+    return text[:MAX_TEXT]
+
+
+def _join(texts: list[str]) -> str:
+    out: list[str] = []
+    size = 0
+    for text in texts:
+        if not text.strip():
+            continue
+        out.append(text[: MAX_TEXT + 1 - size])
+        size += len(out[-1])
+        if size > MAX_TEXT:
+            break
+    return "\n\n".join(out)
+
+
+def _html_to_text(html: str, defects: Defects) -> str:
+    if len(html) > MAX_HTML:
+        defects.add(f"HTML over {MAX_HTML} characters: only the start converted to text")
+        html = html[:MAX_HTML]
+    try:
+        return str(get_text(html))
+    except Exception as exc:
+        defects.add(f"HTML conversion failed ({type(exc).__name__})")
+        return _TAG.sub(" ", html)
