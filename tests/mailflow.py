@@ -48,8 +48,11 @@ def raw(
     message_id: str | None = None,
     date: datetime | None = None,
 ) -> bytes:
-    """A text/plain message with exactly these header fields (plus Date, Message-ID, MIME)."""
-    fields = [*headers, ("Date", format_datetime(date or datetime.now(UTC)))]
+    """A text/plain message with exactly these header fields (plus Date unless given,
+    Message-ID, MIME)."""
+    fields = list(headers)
+    if not any(name.lower() == "date" for name, _ in headers):
+        fields.append(("Date", format_datetime(date or datetime.now(UTC))))
     fields.append(("Message-ID", message_id or new_message_id()))
     fields += [("MIME-Version", "1.0"), ("Content-Type", "text/plain; charset=utf-8")]
     head = "".join(f"{name}: {value}\r\n" for name, value in fields)

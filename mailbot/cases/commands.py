@@ -10,15 +10,19 @@
     /credit "Jane Doe"
 
 Parsing stops at the first line that is not a command, so quoted text further down can never
-trigger one. Parsing is pure; ``apply_command`` performs one through ``mailbot.cases.service``.
+trigger one. Parsing is pure; ``apply_command`` checks every argument before anything changes
+(dates within TARGET_WINDOW of today, case ids that look like one, values within their column
+sizes) and performs the command through ``mailbot.cases.service``. Whatever cannot apply is a
+``TransitionRefused`` with the reason, which the caller records; none is an error.
 """
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from sqlalchemy.orm import Session
 
@@ -28,6 +32,14 @@ from mailbot.cases.service import Actor, DueAfter, TransitionRefused
 
 MAX_COMMANDS = 20
 NAMES = ("ack", "assess", "resolve", "close", "reopen", "duplicate", "cve", "credit")
+# A target resolution date from a year ago (late bookkeeping) to ten years ahead.
+TARGET_WINDOW = (timedelta(days=-366), timedelta(days=3653))
+_CASE_ID = re.compile(r"^[A-Z0-9][A-Z0-9_]{0,15}-\d{4}-\d{4,12}$")
+
+
+def log_name(command: Command) -> str:
+    """``/assess``; what a log line may call the command (an unknown word is not repeated)."""
+    return f"/{command.name}" if command.name in NAMES else "/(unknown)"
 
 
 @dataclass(frozen=True)
@@ -76,12 +88,14 @@ def apply_command(
     name, args = command.name, command.args
     if name not in NAMES:
         raise TransitionRefused(f"unknown command /{name}; known: "
-                                + ", ".join("/" + n for n in NAMES))
+                                + ", ".join("/" + n for n in NAMES), log_reason="unknown command")
     if name == "ack":
         _no_args(command)
         service.acknowledge(session, case, actor, now, assessment_due_after, explicit=True)
     elif name == "assess":
         severity, target = parse_assess_args(args)
+        if target is not None:
+            check_target(target, now)
         service.assess(session, case, actor, now, severity=severity, target=target,
                        resolution_due=end_of_day(target) if target else None,
                        assessment_due_after=assessment_due_after)
@@ -94,7 +108,11 @@ def apply_command(
         _no_args(command)
         service.reopen(session, case, actor, now)
     elif name == "duplicate":
-        service.mark_duplicate(session, case, _one_arg(command, "a case id").upper(), actor, now)
+        original = _one_arg(command, "a case id").upper()
+        if not _CASE_ID.match(original):
+            raise TransitionRefused(f"/duplicate takes a case id such as {case.id}",
+                                    log_reason="not a case id")
+        service.mark_duplicate(session, case, original, actor, now)
     elif name == "cve":
         service.add_cve(session, case, _one_arg(command, "a CVE id"), actor, now)
     elif name == "credit":
@@ -108,10 +126,12 @@ def parse_assess_args(args: tuple[str, ...]) -> tuple[str, date | None]:
         key, sep, value = arg.partition("=")
         if not sep or key not in ("severity", "target"):
             raise TransitionRefused(
-                f"/assess takes severity=... and target=YYYY-MM-DD, not {arg!r}")
+                f"/assess takes severity=... and target=YYYY-MM-DD, not {arg[:100]!r}",
+                log_reason="unknown argument")
         values[key] = value
     if "severity" not in values:
-        raise TransitionRefused("/assess needs severity=low|medium|high|critical")
+        raise TransitionRefused("/assess needs severity=low|medium|high|critical",
+                                log_reason="no severity")
     severity = values["severity"].lower()
     target = None
     if "target" in values:
@@ -119,16 +139,29 @@ def parse_assess_args(args: tuple[str, ...]) -> tuple[str, date | None]:
             target = date.fromisoformat(values["target"])
         except ValueError:
             raise TransitionRefused(f"target must be a date such as 2026-12-15, "
-                                    f"not {values['target']!r}") from None
+                                    f"not {values['target'][:100]!r}",
+                                    log_reason="target not a date") from None
     return severity, target
+
+
+def check_target(target: date, now: datetime) -> None:
+    """A target resolution date within TARGET_WINDOW of ``now``'s date."""
+    today = now.date()
+    earliest, latest = today + TARGET_WINDOW[0], today + TARGET_WINDOW[1]
+    if not earliest <= target <= latest:
+        raise TransitionRefused(
+            f"target {target.isoformat()} is out of range: between {earliest.isoformat()} and "
+            f"{latest.isoformat()}", log_reason="target out of range")
 
 
 def _no_args(command: Command) -> None:
     if command.args:
-        raise TransitionRefused(f"/{command.name} takes no arguments")
+        raise TransitionRefused(f"/{command.name} takes no arguments",
+                                log_reason="takes no arguments")
 
 
 def _one_arg(command: Command, what: str) -> str:
     if len(command.args) != 1:
-        raise TransitionRefused(f"/{command.name} takes {what}")
+        raise TransitionRefused(f"/{command.name} takes {what}",
+                                log_reason="wrong number of arguments")
     return command.args[0]

@@ -31,11 +31,20 @@ from mailbot.cases.vocabulary import (
 )
 from mailbot.errors import MailbotError
 
-CVE_PATTERN = re.compile(r"^CVE-\d{4}-\d{4,}$")
+CVE_PATTERN = re.compile(r"^CVE-\d{4}-\d{4,19}$")
+MAX_CVES = 50  # per case
+MAX_DUPLICATE_CHAIN = 100  # links followed to a duplicate's root before giving up
 
 
 class TransitionRefused(MailbotError):
-    """A transition or command that cannot apply to the case as it stands."""
+    """A transition or command that cannot apply to the case as it stands.
+
+    ``str(exc)`` is the reason recorded on the case and shown to the team; it may quote what was
+    asked. ``log_reason`` is what a log line may say: fixed words, never any input."""
+
+    def __init__(self, reason: str, *, log_reason: str = "not applicable to the case as it stands"):
+        super().__init__(reason)
+        self.log_reason = log_reason
 
 
 @dataclass(frozen=True)
@@ -166,7 +175,8 @@ def assess(
 ) -> None:
     if severity not in SEVERITIES:
         raise TransitionRefused(
-            f"severity must be one of {', '.join(SEVERITIES)}, not {severity!r}")
+            f"severity must be one of {', '.join(SEVERITIES)}, not {severity!r}",
+            log_reason="unknown severity")
     if case.status not in OPEN_STATUSES:
         raise TransitionRefused(f"{case.id} is {case.status}: reopen it before assessing")
     if case.status == NEW:
@@ -191,7 +201,7 @@ def resolve(session: Session, case: Case, actor: Actor, now: datetime) -> None:
 def close(session: Session, case: Case, actor: Actor, now: datetime, reason: str) -> None:
     if reason not in CLOSE_REASONS:
         raise TransitionRefused(f"close reason must be one of {', '.join(CLOSE_REASONS)}, "
-                                f"not {reason!r}")
+                                f"not {reason!r}", log_reason="unknown close reason")
     if case.status == CLOSED:
         raise TransitionRefused(f"{case.id} is already closed ({case.close_reason})")
     case.status = CLOSED
@@ -219,25 +229,59 @@ def reopen(session: Session, case: Case, actor: Actor, now: datetime) -> None:
 def mark_duplicate(
     session: Session, case: Case, original_id: str, actor: Actor, now: datetime
 ) -> None:
+    """Close ``case`` as a duplicate of ``original_id``'s root: the case it is itself a duplicate
+    of, followed to the end. Refused for the case itself, an id that does not exist, and an
+    original that already leads back to this case (no cycles). Cases that were duplicates of
+    this one are pointed at the same root, so every chain is one link long."""
     if original_id == case.id:
-        raise TransitionRefused(f"{case.id} cannot be a duplicate of itself")
+        raise TransitionRefused(f"{case.id} cannot be a duplicate of itself",
+                                log_reason="a case cannot duplicate itself")
     original = get_case(session, original_id)
     if original is None:
-        raise TransitionRefused(f"no case {original_id}")
+        raise TransitionRefused(f"no case {original_id}", log_reason="no such case")
     if case.status == CLOSED:
         raise TransitionRefused(f"{case.id} is already closed ({case.close_reason})")
-    case.duplicate_of = original.id
+    root = _duplicate_root(session, original, case)
+    case.duplicate_of = root.id
     close(session, case, actor, now, "duplicate")
-    record(session, case, actor, "duplicate-of", {"of": original.id}, now)
-    record(session, original, actor, "duplicate-linked", {"duplicate": case.id}, now)
+    detail = {"of": root.id} if root is original else {"of": root.id, "asked": original.id}
+    record(session, case, actor, "duplicate-of", detail, now)
+    record(session, root, actor, "duplicate-linked", {"duplicate": case.id}, now)
+    followers = session.scalars(
+        select(Case).where(Case.duplicate_of == case.id).with_for_update()
+    ).all()
+    for follower in followers:
+        follower.duplicate_of = root.id
+        record(session, follower, actor, "duplicate-of",
+               {"of": root.id, "was": case.id}, now)
+
+
+def _duplicate_root(session: Session, original: Case, case: Case) -> Case:
+    root = original
+    seen = {root.id}
+    while root.duplicate_of:
+        if root.duplicate_of == case.id:
+            raise TransitionRefused(
+                f"{original.id} is already a duplicate of {case.id}",
+                log_reason="would make a cycle of duplicates")
+        parent = get_case(session, root.duplicate_of)
+        if parent is None or parent.id in seen or len(seen) > MAX_DUPLICATE_CHAIN:
+            break  # a dangling or looping link (older data): the last good case is the root
+        seen.add(parent.id)
+        root = parent
+    return root
 
 
 def add_cve(session: Session, case: Case, cve: str, actor: Actor, now: datetime) -> None:
     cve = cve.upper()
     if not CVE_PATTERN.match(cve):
-        raise TransitionRefused(f"{cve!r} is not a CVE id such as CVE-2026-12345")
+        raise TransitionRefused(f"{cve!r} is not a CVE id such as CVE-2026-12345",
+                                log_reason="not a CVE id")
     if cve in case.cve:
         raise TransitionRefused(f"{case.id} already has {cve}")
+    if len(case.cve) >= MAX_CVES:
+        raise TransitionRefused(f"{case.id} already has {MAX_CVES} CVE ids",
+                                log_reason="too many CVE ids")
     case.cve = [*case.cve, cve]
     record(session, case, actor, "cve", {"cve": cve}, now)
 
@@ -245,7 +289,8 @@ def add_cve(session: Session, case: Case, cve: str, actor: Actor, now: datetime)
 def set_credit(session: Session, case: Case, name: str, actor: Actor, now: datetime) -> None:
     name = name.strip()
     if not name or len(name) > 200:
-        raise TransitionRefused("credit needs a name of 1 to 200 characters")
+        raise TransitionRefused("credit needs a name of 1 to 200 characters",
+                                log_reason="credit name empty or too long")
     case.credit = name
     record(session, case, actor, "credit", {"name": name}, now)
 

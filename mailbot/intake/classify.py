@@ -24,6 +24,8 @@ class Classification:
     in_sent_folder: bool
     oversize: bool
     unparseable: bool
+    bad_date: bool = False
+    repeated_fields: tuple[str, ...] = ()
 
     @property
     def untrusted_team(self) -> bool:
@@ -55,6 +57,10 @@ class Classification:
             out.append("unparseable")
         if self.in_sent_folder and not self.own.yes:
             out.append("sent-folder")
+        if self.bad_date:
+            out.append("bad-date")
+        if self.repeated_fields:
+            out.append("repeated-fields")
         return out
 
     def no_receipt_reason(self) -> str | None:
@@ -89,4 +95,6 @@ def classify(msg: InboundMessage, folder: str, settings: Settings) -> Classifica
         in_sent_folder=in_sent,
         oversize="oversize" in msg.defects,
         unparseable=msg.unparseable,
+        bad_date=msg.bad_date,
+        repeated_fields=msg.repeated_fields,
     )

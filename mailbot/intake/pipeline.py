@@ -24,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailbot.cases import service, vocabulary
-from mailbot.cases.commands import apply_command, parse_commands
+from mailbot.cases.commands import Command, apply_command, log_name, parse_commands
 from mailbot.cases.models import Case, Message
 from mailbot.cases.service import Actor, TransitionRefused
 from mailbot.clock import Clock
@@ -137,7 +137,9 @@ def _record_message(
         from_addr=msg.sender.addr if msg.sender else "",
         to_addrs=[a.addr for a in (*msg.to, *msg.cc)][:100],
         subject=msg.subject[:300],
-        date=msg.date,
+        # A Date that cannot be believed (year 9999, before 1970, nonsense) is not stored: the
+        # arrival time stands in for it, and the ``bad-date`` flag says so.
+        date=fetched.internal_date if msg.bad_date else msg.date,
         received_at=fetched.internal_date,
         folder=fetched.folder,
         uid=fetched.uid,
@@ -177,7 +179,11 @@ def _apply_team_message(
     session: Session, case: Case, msg: InboundMessage, facts: Classification, message: Message,
     intake: Intake,
 ) -> None:
-    """A trusted team message may acknowledge the case and may carry commands."""
+    """A trusted team message may acknowledge the case and may carry commands.
+
+    Commands are read from the sender's own text only (``msg.own_text``): never from what the
+    message encloses, attaches or quotes. A team message acts once: another message with the
+    same Message-ID (a re-sent or altered copy) changes nothing."""
     if not facts.from_team:
         return
     policy = intake.settings.policy
@@ -186,6 +192,11 @@ def _apply_team_message(
     # A message's commands take effect when it arrived, not when mailbot got round to it: a
     # backfill or a daemon catching up must not start a deadline from the wrong day.
     at = message.received_at
+    if _acted_before(session, msg, message):
+        service.record(session, case, actor, "team-message-repeated",
+                       {"message_id": msg.message_id}, at)
+        log.info("%s: a team message with a Message-ID seen before: not applied again", case.id)
+        return
 
     def assessment_due_after(at: datetime) -> datetime:
         return intake.calendar.add_business_days(at, policy.assessment_business_days)
@@ -195,25 +206,54 @@ def _apply_team_message(
         service.acknowledge(session, case, actor, message.received_at, assessment_due_after,
                             explicit=False)
         acknowledged_here = True
-    for command in parse_commands(msg.text_body):
+    for command in parse_commands(msg.own_text):
         if acknowledged_here and command.name == "ack" and not command.args:
             # A reply-all to the reporter that also says /ack: the reply itself acknowledged
             # the case a moment ago, so the command is done, not refused.
-            log.debug("%s: %s: already acknowledged by this message", case.id, command.line)
+            log.debug("%s: /ack: already acknowledged by this message", case.id)
             service.record(session, case, actor, "command",
                            {"command": command.line, "note": "acknowledged by this message"}, at)
             continue
-        try:
-            apply_command(session, case, command, actor, at,
+        reason = _try_command(session, case, command, actor, at, assessment_due_after, intake)
+        if reason is None:
+            service.record(session, case, actor, "command", {"command": command.line}, at)
+        else:
+            service.record(session, case, actor, "command-refused",
+                           {"command": command.line, "reason": str(reason)}, at)
+            # The name only: the line's arguments are the sender's text, not the log's.
+            log.info("%s: %s refused: %s", case.id, log_name(command), reason.log_reason)
+
+
+def _try_command(
+    session: Session, case: Case, command: Command, actor: Actor, now: datetime,
+    assessment_due_after: service.DueAfter, intake: Intake,
+) -> TransitionRefused | None:
+    """Apply one command in a savepoint; the refusal, or None when it applied.
+
+    Whatever goes wrong inside is a refusal of this command, undone alone: never a failure of
+    the message that carried it."""
+    try:
+        with session.begin_nested():
+            apply_command(session, case, command, actor, now,
                           assessment_due_after=assessment_due_after,
                           end_of_day=intake.calendar.end_of_day)
-        except TransitionRefused as exc:
-            service.record(session, case, actor, "command-refused",
-                           {"command": command.line, "reason": str(exc)}, at)
-            log.info("%s: %s refused: %s", case.id, command.line, exc)
-        else:
-            service.record(session, case, actor, "command",
-                           {"command": command.line}, at)
+    except TransitionRefused as exc:
+        return exc
+    except Exception as exc:  # a check we lack; the savepoint took its changes back
+        return TransitionRefused(f"could not apply ({type(exc).__name__})",
+                                 log_reason=f"could not apply ({type(exc).__name__})")
+    return None
+
+
+def _acted_before(session: Session, msg: InboundMessage, message: Message) -> bool:
+    """Another stored message with this Message-ID was already applied as the team's."""
+    if not msg.message_id:
+        return False
+    session.flush()
+    return session.scalar(
+        select(Message.id).where(Message.message_id == msg.message_id[:998],
+                                 Message.kind == "team", Message.id != message.id).limit(1)
+    ) is not None
 
 
 def _team_source(session: Session, msg: InboundMessage, message: Message) -> str:
@@ -226,8 +266,7 @@ def _team_source(session: Session, msg: InboundMessage, message: Message) -> str
 
 def _reaches_reporter(session: Session, case: Case, msg: InboundMessage, intake: Intake) -> bool:
     """The reporter is among the recipients: their address, or the Reply-To of their report
-    (mail clients answer there). A Reply-To naming the team or ourselves never counts, or a
-    reporter could make the team's internal mail look like an acknowledgement."""
+    (mail clients answer there) when that is outside the house (``_outside_aliases``)."""
     if not case.reporter:
         return False
     recipients = {a.addr for a in (*msg.to, *msg.cc)}
@@ -241,13 +280,26 @@ def _reaches_reporter(session: Session, case: Case, msg: InboundMessage, intake:
     ).first()
     if report is None:
         return False
-    team = intake.settings.team
-    aliases = {
-        addr for addr in report.details.get("reply_to", [])
-        if addr not in team.addresses and addr.rpartition("@")[2] not in team.domains
-        and addr != intake.settings.own_address
-    }
-    return bool(recipients & aliases)
+    return bool(recipients & _outside_aliases(report.details.get("reply_to", []), intake))
+
+
+def _outside_aliases(reply_to: list[str], intake: Intake) -> set[str]:
+    """The report's Reply-To addresses that may stand for the reporter.
+
+    Not the mailbox, a team address or domain, an on-call address, nor any address in the
+    mailbox's own domain: a reporter who names one of those would make the team's internal mail
+    (to on-call, to a colleague) look like an answer to them, and stop the clock."""
+    settings = intake.settings
+    house = {settings.own_address.lower(), settings.mailbox.username.lower(),
+             *(a.lower() for a in settings.team.addresses),
+             *(a.lower() for a in settings.oncall.addresses),
+             *(a.lower() for a in settings.oncall.rotation)}
+    domains = {d.strip().lstrip("@").lower() for d in settings.team.domains}
+    mailbox = (settings.own_address.lower(), settings.mailbox.username.lower())
+    domains |= {a.rpartition("@")[2] for a in mailbox if "@" in a}
+    return {addr for addr in reply_to
+            if isinstance(addr, str) and addr not in house
+            and addr.rpartition("@")[2] not in domains}
 
 
 def _trust_sent_copy(

@@ -241,7 +241,14 @@ def is_trusted_team(msg: InboundMessage, team: TeamSettings, *, in_sent_folder: 
     are all but the topmost field from ours: a sender can add a forged field of their own
     below, but cannot remove the one the operator's server added on top. A dmarc=fail for the
     sender's domain in that field vetoes any pass beside it.
+
+    Never trusted, wherever it sits: a message that repeats a field that must be single (From,
+    Sender, Reply-To, To, Subject, Date, Message-ID, In-Reply-To, References). Which of two
+    In-Reply-To fields is the real one? A re-sent copy of a genuine reply with one added would
+    otherwise carry the team's signature onto another case.
     """
+    if msg.repeated_fields:
+        return Verdict(False, "repeated header fields: " + ", ".join(msg.repeated_fields))
     if in_sent_folder:
         return Verdict(True, "in the Sent folder")
     claim = claims_team(msg, team)

@@ -43,13 +43,16 @@ class InboundMessage:
     cc: tuple[Address, ...]
     reply_to: tuple[Address, ...]
     subject: str
-    date: datetime | None  # aware; None when absent or unparseable
+    date: datetime | None  # aware, within DATE_RANGE; None when absent, unparseable or out of it
     message_id: str  # "<...>" as written, "" when absent
     in_reply_to: tuple[str, ...]  # "<...>" ids
     references: tuple[str, ...]  # "<...>" ids, at most 100 kept (the last ones)
     headers: dict[str, tuple[str, ...]] = field(default_factory=dict)
     content_type: str = "text/plain"  # of the top-level part, lower-case
     text_body: str = ""  # plain text (HTML converted), capped
+    own_text: str = ""  # what the sender wrote in this message (mailbot.mail.owntext.own_text)
+    bad_date: bool = False  # a Date field was there but unreadable or out of range
+    repeated_fields: tuple[str, ...] = ()  # fields that must be single but came more than once
     attachments: tuple[Attachment, ...] = ()
     part_types: tuple[str, ...] = ()  # content types of its own MIME parts, not of enclosed mail
     defects: tuple[str, ...] = ()  # what went wrong while parsing, for the record

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from email.message import Message
 from typing import Any
 
-from inscriptis import get_text
+from inscriptis import get_annotated_text
+from inscriptis.model.config import ParserConfig
 
 from mailbot.mail.headers import charset_problem, clean, decode_bytes, decode_words, fix_8bit
 from mailbot.mail.message import Attachment
@@ -85,16 +86,22 @@ def walk_parts(root: Message, defects: Defects) -> Walk:
                 defects.add(f"MIME nesting over {MAX_DEPTH} levels: deeper parts not examined")
             elif ctype.startswith("multipart/") or ctype in ENCLOSED:
                 inner = enclosed or ctype in ENCLOSED
-                children = [c for c in _children(part) if isinstance(c, Message)]
-                stack.extend((child, depth + 1, inner) for child in reversed(children))
+                kids = [c for c in children(part) if isinstance(c, Message)]
+                stack.extend((child, depth + 1, inner) for child in reversed(kids))
             continue
         _leaf(part, ctype, walk, defects)
     return walk
 
 
-def _children(part: Message) -> list[Any]:
+def children(part: Message) -> list[Any]:
     payload = part.get_payload()
     return payload if isinstance(payload, list) else []
+
+
+def is_attachment(part: Message) -> bool:
+    """Content-Disposition says attachment, or the part has a filename."""
+    attached, filename = _disposition(part)
+    return attached or bool(filename)
 
 
 def _disposition(part: Message) -> tuple[bool, str]:
@@ -139,10 +146,10 @@ def _enclosed_attachment(part: Message, ctype: str, defects: Defects) -> Attachm
     Size and SHA-256 are then those of the stored header fields and leaf payloads, in order
     (see _stored_text), and a defect says so.
     """
-    children = [child for child in _children(part) if isinstance(child, Message)]
-    if all(_within_bounds(child) for child in children):
+    kids = [child for child in children(part) if isinstance(child, Message)]
+    if all(_within_bounds(child) for child in kids):
         try:
-            data = b"".join(child.as_bytes() for child in children)
+            data = b"".join(child.as_bytes() for child in kids)
         except Exception as exc:
             defects.add(f"enclosed message unwritable ({type(exc).__name__})")
             data = b""
@@ -152,7 +159,7 @@ def _enclosed_attachment(part: Message, ctype: str, defects: Defects) -> Attachm
             f"enclosed message over {MAX_DEPTH} levels or {MAX_PARTS} parts: its size and "
             "sha256 are of its stored header fields and payloads, not of its bytes"
         )
-        size, digest = _stored_text_digest(children)
+        size, digest = _stored_text_digest(kids)
     return Attachment(filename=_disposition(part)[1], content_type=ctype, size=size, sha256=digest)
 
 
@@ -165,7 +172,7 @@ def _within_bounds(root: Message) -> bool:
         seen += 1
         if seen > MAX_PARTS or depth > MAX_DEPTH:
             return False
-        stack.extend((c, depth + 1) for c in _children(part) if isinstance(c, Message))
+        stack.extend((c, depth + 1) for c in children(part) if isinstance(c, Message))
     return True
 
 
@@ -187,7 +194,7 @@ def _stored_text_digest(roots: list[Message]) -> tuple[int, str]:
             data = _stored_bytes(chunk)
             size += len(data)
             digest.update(data)
-        stack.extend(reversed([c for c in _children(part) if isinstance(c, Message)]))
+        stack.extend(reversed([c for c in children(part) if isinstance(c, Message)]))
     return size, digest.hexdigest()
 
 
@@ -302,7 +309,7 @@ def assemble(plain: list[str], html: list[str], other: list[str], defects: Defec
     """The plain parts; else the HTML parts as text; else whatever text there is."""
     text = _join(plain)
     if not text.strip() and html:
-        text = _html_to_text(_join(html), defects)
+        text = html_to_text(_join(html), defects)
     if not text.strip():
         text = _join(other)
     text = BODY_JUNK.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
@@ -324,12 +331,41 @@ def _join(texts: list[str]) -> str:
     return "\n\n".join(out)
 
 
-def _html_to_text(html: str, defects: Defects) -> str:
+_QUOTE_RULES = ParserConfig(annotation_rules={"blockquote": ["quote"]})
+
+
+def html_to_text(html: str, defects: Defects) -> str:
+    """HTML as text, with every line of a ``<blockquote>`` written as a ``> `` quote line.
+
+    A plain conversion only indents quoted HTML, and the indent is lost as soon as a line is
+    stripped: a reply bottom-posted under a quote would then begin with the quoted text.
+    """
     if len(html) > MAX_HTML:
         defects.add(f"HTML over {MAX_HTML} characters: only the start converted to text")
         html = html[:MAX_HTML]
     try:
-        return str(get_text(html))
+        converted = get_annotated_text(html, _QUOTE_RULES)
     except Exception as exc:
         defects.add(f"HTML conversion failed ({type(exc).__name__})")
         return _TAG.sub(" ", html)
+    text = str(converted.get("text", ""))
+    spans = sorted((int(start), int(end)) for start, end, *_ in converted.get("label", ()))
+    return _mark_quoted_lines(text, spans) if spans else text
+
+
+def _mark_quoted_lines(text: str, spans: list[tuple[int, int]]) -> str:
+    """Prefix ``> `` to each non-empty line that overlaps one of ``spans`` (sorted by start).
+
+    The first span, in start order, that has not ended before a line begins overlaps the line
+    when it starts before the line ends; no later span can overlap it without that one too."""
+    out: list[str] = []
+    pos = 0
+    index = 0
+    for line in text.split("\n"):
+        end = pos + len(line)
+        while index < len(spans) and spans[index][1] <= pos:
+            index += 1
+        quoted = index < len(spans) and spans[index][0] < end
+        out.append("> " + line.strip() if quoted and line.strip() else line)
+        pos = end + 1
+    return "\n".join(out)

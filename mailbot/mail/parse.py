@@ -60,6 +60,7 @@ from mailbot.mail.mime import (
     part_content_type,
     walk_parts,
 )
+from mailbot.mail.owntext import own_text
 
 log = logging.getLogger("mailbot.parse")
 # mail-parser logs a warning for every part type it does not handle, and errors for broken
@@ -84,6 +85,16 @@ MAILPARSER_MAX_FIELD = 32 * 1024
 MAILPARSER_MAX_FIELDS = 500
 MAILPARSER_MAX_DELIMITERS = 2000
 MAILPARSER_MAX_BYTES = 4 * 1024 * 1024  # it keeps a base64 copy of every attachment
+
+# Dates outside this range are not believed: none can be true of mail, and the far ones do not
+# survive time zone arithmetic or storage.
+DATE_RANGE = (datetime(1970, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC))
+# Fields a message has at most once (RFC 5322 3.6). Mail that repeats one is ambiguous about
+# who sent it or what it answers, and is never taken as the team's.
+SINGLE_FIELDS = frozenset(
+    {"from", "sender", "reply-to", "to", "subject", "date", "message-id", "in-reply-to",
+     "references"}
+)
 
 _CHUNK = 64 * 1024
 _PARAM_FIELDS = frozenset({"content-type", "content-disposition"})
@@ -182,6 +193,8 @@ def _parse(raw: bytes, max_bytes: int, defects: Defects) -> InboundMessage:
         # nothing to add.
         text = "" if b"\x00" in raw[:65536] else body_text(walk, defects)
         return _build(len(raw), tree, text=text, walk=walk, defects=defects)
+    # Whichever parser reads the text below, the sender's own text is decided here, once.
+    own = _own_text(tree, defects)
     skip = shape.mailparser_unsuitable()
     if skip:
         defects.add(f"mail-parser skipped ({skip})")
@@ -189,7 +202,15 @@ def _parse(raw: bytes, max_bytes: int, defects: Defects) -> InboundMessage:
     else:
         read = _text_with_mailparser(tree, defects)
         text = read if read is not None else _text_with_stdlib(raw, walk, defects)
-    return _build(len(raw), tree, text=text, walk=walk, defects=defects)
+    return _build(len(raw), tree, text=text, own=own, walk=walk, defects=defects)
+
+
+def _own_text(tree: Message, defects: Defects) -> str:
+    try:
+        return own_text(tree, defects)
+    except Exception as exc:  # no text is the safe answer: nothing in it can be obeyed
+        defects.add(f"own text unreadable ({type(exc).__name__})")
+        return ""
 
 
 def _text_with_mailparser(tree: Message, defects: Defects) -> str | None:
@@ -416,7 +437,7 @@ def _nesting_depth(raw: bytes, lines: int) -> int:
 
 
 def _build(
-    raw_size: int, tree: Message, *, text: str, walk: Walk, defects: Defects
+    raw_size: int, tree: Message, *, text: str, walk: Walk, defects: Defects, own: str = ""
 ) -> InboundMessage:
     fields = [(name.strip().lower(), _as_str(value)) for name, value in tree.raw_items()]
     from_values = _values(fields, "from")
@@ -429,6 +450,7 @@ def _build(
     if len(from_values) > 1:
         defects.add(f"{len(from_values)} From header fields")
     unparseable = _nothing_from_the_sender(fields, defects)
+    date, bad_date = _date(_first(fields, "date"), defects)
     return InboundMessage(
         raw_size=raw_size,
         from_=from_,
@@ -437,13 +459,16 @@ def _build(
         cc=cc,
         reply_to=reply_to,
         subject=header_text(_first(fields, "subject")),
-        date=_date(_first(fields, "date"), defects),
+        date=date,
         message_id=message_id(_first(fields, "message-id")),
         in_reply_to=_ids(fields, "in-reply-to"),
         references=_ids(fields, "references"),
         headers=_header_map(fields, defects),
         content_type=part_content_type(tree),
         text_body=text,
+        own_text=own,
+        bad_date=bad_date,
+        repeated_fields=_repeated(fields),
         attachments=tuple(walk.attachments),
         part_types=tuple(walk.part_types),
         defects=defects.as_tuple(),
@@ -493,16 +518,37 @@ def _ids(fields: list[tuple[str, str]], name: str) -> tuple[str, ...]:
     return tuple(found[-MAX_REFERENCES:])
 
 
-def _date(raw: str, defects: Defects) -> datetime | None:
+def _date(raw: str, defects: Defects) -> tuple[datetime | None, bool]:
+    """The Date field as an aware datetime within DATE_RANGE, and whether it was bad.
+
+    Out of range (year 0, year 9999 with any offset, before 1970, far in the future) or
+    unreadable counts as bad: the caller falls back to when the message arrived."""
     value = clean(raw, 200)
     if not value:
-        return None
+        return None, False
     try:
         when = parsedate_to_datetime(value)
-    except Exception:
+    except Exception:  # ValueError, TypeError on nonsense
         defects.add("Date unparseable")
-        return None
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+        return None, True
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    try:
+        in_range = DATE_RANGE[0] <= when.astimezone(UTC) < DATE_RANGE[1]
+    except (OverflowError, ValueError):  # 9999-12-31 at -14:00 is past datetime.max in UTC
+        in_range = False
+    if not in_range:
+        defects.add("Date out of range")
+        return None, True
+    return when, False
+
+
+def _repeated(fields: list[tuple[str, str]]) -> tuple[str, ...]:
+    counts: dict[str, int] = {}
+    for name, _ in fields:
+        if name in SINGLE_FIELDS:
+            counts[name] = counts.get(name, 0) + 1
+    return tuple(sorted(name for name, count in counts.items() if count > 1))
 
 
 def _header_map(fields: list[tuple[str, str]], defects: Defects) -> dict[str, tuple[str, ...]]:
