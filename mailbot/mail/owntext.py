@@ -38,7 +38,7 @@ _QUOTE_MARKERS = re.compile(
 # folded onto the next by the client.
 _ATTRIBUTION = re.compile(
     r"^(?:on|am|le|el|il|op)\s.{0,400}(?:wrote|schrieb|a\s+écrit|escribió|ha\s+scritto|schreef)"
-    r"\s*:$",
+    r"(?:\s.{0,200})?\s*:$",
     re.IGNORECASE,
 )
 # An Outlook header block: "From: ..." with "Sent:" or "Date:" within the next lines.
