@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="the daemon, until SIGTERM or SIGINT")
     run.add_argument("--once", action="store_true",
                      help="one full cycle (mail, outbox, deadlines), then exit")
+    run.add_argument("--web", action="store_true",
+                     help="also serve the read-only case view (on web.listen)")
     sub.add_parser("migrate", help="bring the database schema to the latest version")
     sub.add_parser("check", help="validate the config and connect to IMAP, SMTP and the database")
     ingest = sub.add_parser("ingest", help="process .eml or mbox files as if they had arrived")
@@ -99,6 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "stores the refresh token in oauth2.refresh_token_file (mode 0600)")
 
     sub.add_parser("health", help="exit 0 when this host's daemon ran its jobs recently")
+    web = sub.add_parser("web", help="serve the read-only case view (login required)")
+    web.add_argument("--listen", metavar="HOST:PORT",
+                     help="where to listen (default: web.listen, 127.0.0.1:8025)")
+    wsub = web.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    wsub.add_parser("hash-password", help="read a password, print its argon2 hash for web.users")
     sub.add_parser("demo", help="a self-contained demonstration on embedded servers")
     return p
 
@@ -148,10 +155,10 @@ def _fail(args: argparse.Namespace, exc: Exception, status: int, what: str) -> i
 
 def _setup_logging(args: argparse.Namespace) -> None:
     level = logging.DEBUG if args.debug else (
-        logging.INFO if args.command in ("run", "deadlines") else logging.WARNING)
+        logging.INFO if args.command in ("run", "deadlines", "web") else logging.WARNING)
     logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("apscheduler", "mailparser", "aiosmtplib", "alembic", "imapclient"):
+    for noisy in ("apscheduler", "mailparser", "aiosmtplib", "alembic", "imapclient", "uvicorn"):
         logging.getLogger(noisy).setLevel(logging.WARNING if args.debug else logging.ERROR)
 
 
@@ -160,11 +167,16 @@ def _dispatch(args: argparse.Namespace) -> int:
         from mailbot.demo import run_demo
 
         return run_demo()
+    if args.command == "web" and args.action == "hash-password":
+        from mailbot.web.commands import hash_password_command
+
+        return hash_password_command()
     settings = _load_settings(args)
     handlers: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
         "run": _cmd_run, "migrate": _cmd_migrate, "check": _cmd_check, "ingest": _cmd_ingest,
         "cases": _cmd_cases, "deadlines": _cmd_deadlines, "health": _cmd_health,
         "auth": _cmd_auth,
+        "web": _cmd_web,
     }
     return handlers[args.command](settings, args)
 
@@ -217,7 +229,16 @@ def _cmd_run(settings: Settings, args: argparse.Namespace) -> int:
                 loop.add_signal_handler(sig, stop.set)
             await app.run_forever(stop)
 
-        asyncio.run(daemon())
+        web = None
+        if args.web:
+            from mailbot.web.commands import web_thread
+
+            web = web_thread(settings)
+        try:
+            asyncio.run(daemon())
+        finally:
+            if web is not None:
+                web.stop()
         return EXIT_OK
     finally:
         lock.release()
@@ -416,6 +437,12 @@ def _cmd_auth(settings: Settings, args: argparse.Namespace) -> int:
     for oauth2 in wanted:
         device_login(oauth2, say=lambda text: print(text, flush=True))
     return EXIT_OK
+
+
+def _cmd_web(settings: Settings, args: argparse.Namespace) -> int:
+    from mailbot.web.commands import web_command
+
+    return web_command(settings, args.listen)
 
 
 def _cmd_health(settings: Settings, args: argparse.Namespace) -> int:

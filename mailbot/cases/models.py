@@ -232,3 +232,17 @@ class Meta(Base):
 
     key: Mapped[str] = mapped_column(String(100), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class AccessLog(Base):
+    """Who looked at what in the case view, and every login: the web's audit trail."""
+
+    __tablename__ = "access_log"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    actor: Mapped[str] = mapped_column(String(320))  # the user name, "" when unknown
+    action: Mapped[str] = mapped_column(String(40))  # login, login-failed, case-view, ...
+    case_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    address: Mapped[str] = mapped_column(String(64), default="")  # the client's IP address
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -66,6 +66,7 @@ __all__ = [
     "reminder_may_go",
     "reminder_rank",
     "running_deadline",
+    "running_due_expression",
     "stage_at",
     "watch",
 ]
@@ -432,7 +433,7 @@ def open_cases_by_deadline(
     limit: int = DIGEST_LIMIT,
 ) -> tuple[list[DigestEntry], int]:
     """Open cases, soonest running deadline first (none last), at most ``limit``; and how many."""
-    due = _running_due_expression()
+    due = running_due_expression()
     open_ = Case.status.in_(vocabulary.OPEN_STATUSES)
     stmt = select(Case).where(open_).order_by(due.is_(None), due, Case.id).limit(limit)
     entries = []
@@ -448,7 +449,8 @@ def open_cases_by_deadline(
     return entries, total
 
 
-def _running_due_expression() -> ColumnElement[Any]:
+def running_due_expression() -> ColumnElement[Any]:
+    """The due of the deadline each case is running, as SQL (NULL when it runs none)."""
     return sql_case(
         *((Case.status == status, column) for status, _name, column in _RUNNING),
         else_=None,

@@ -1,0 +1,119 @@
+"""The data behind a case page: its record, deadlines, events, and every message with its text.
+
+The text of a message is not a column: it is parsed again from the stored raw bytes (inbound) or
+from the outbox copy (outbound), through the same parser intake uses, which never raises.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mailbot.cases.models import Case, Event, Message, Outbox
+from mailbot.config import PolicySettings
+from mailbot.deadlines.calendar import BusinessCalendar
+from mailbot.deadlines.watch import deadline_of, stage_at
+from mailbot.mail.parse import parse_message
+from mailbot.store import RawStore
+
+
+@dataclass(frozen=True)
+class DeadlineLine:
+    name: str  # acknowledgement | assessment | resolution
+    due: datetime | None
+    done_at: datetime | None
+    running: bool
+    stage: str | None  # at-risk | overdue while running; "late" or "on time" once done
+
+
+@dataclass(frozen=True)
+class MessageView:
+    id: int
+    direction: str
+    kind: str
+    from_name: str
+    from_addr: str
+    to: list[str]
+    cc: list[str]
+    subject: str
+    date: datetime | None
+    received_at: datetime
+    message_id: str
+    flags: list[str]
+    trust: str
+    correlation: str
+    pgp: dict[str, Any] | None
+    attachments: list[dict[str, Any]]
+    text: str
+    defects: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CasePage:
+    case: Case
+    deadlines: list[DeadlineLine]
+    events: list[Event]
+    messages: list[MessageView]
+
+
+def case_page(session: Session, case: Case, raw_store: RawStore, calendar: BusinessCalendar,
+              policy: PolicySettings, now: datetime) -> CasePage:
+    messages = list(session.scalars(
+        select(Message).where(Message.case_id == case.id).order_by(Message.id)))
+    events = list(session.scalars(
+        select(Event).where(Event.case_id == case.id).order_by(Event.id)))
+    views = [_message_view(session, m, raw_store, policy) for m in messages]
+    return CasePage(case=case, deadlines=_deadlines(case, calendar, policy, now), events=events,
+                    messages=views)
+
+
+def _deadlines(case: Case, calendar: BusinessCalendar, policy: PolicySettings,
+               now: datetime) -> list[DeadlineLine]:
+    running = deadline_of(case)
+    lines = []
+    for name, key, due, done in (
+        ("acknowledgement", "ack", case.ack_due, case.acknowledged_at),
+        ("assessment", "assessment", case.assessment_due, case.assessed_at),
+        ("resolution", "resolution", case.resolution_due, case.resolved_at),
+    ):
+        is_running = running is not None and running.name == key
+        stage: str | None = None
+        if is_running and due is not None:
+            stage = stage_at(due, now, calendar, policy.at_risk_business_days)
+        elif done is not None and due is not None:
+            stage = "late" if done > due else "on time"
+        lines.append(DeadlineLine(name, due, done, is_running, stage))
+    return lines
+
+
+def _message_view(session: Session, m: Message, raw_store: RawStore,
+                  policy: PolicySettings) -> MessageView:
+    raw = message_bytes(session, m, raw_store)
+    parsed = parse_message(raw, max_bytes=policy.max_message_bytes) if raw is not None else None
+    details = m.details or {}
+    from_name = parsed.sender.name if parsed and parsed.sender else ""
+    return MessageView(
+        id=m.id, direction=m.direction, kind=m.kind, from_name=from_name, from_addr=m.from_addr,
+        to=[a.addr for a in parsed.to] if parsed else list(m.to_addrs),
+        cc=[a.addr for a in parsed.cc] if parsed else [],
+        subject=m.subject, date=m.date, received_at=m.received_at, message_id=m.message_id,
+        flags=list(m.flags), trust=str(details.get("trust", "")),
+        correlation=str(details.get("correlation", "")),
+        pgp=details.get("pgp") if isinstance(details.get("pgp"), dict) else None,
+        attachments=list(details.get("attachments", [])),
+        text=parsed.text_body if parsed else "",
+        defects=[str(d) for d in details.get("defects", [])],
+    )
+
+
+def message_bytes(session: Session, m: Message, raw_store: RawStore) -> bytes | None:
+    """The message as stored: its raw bytes (inbound) or the outbox copy (outbound)."""
+    if m.raw_id is not None:
+        return raw_store.get(session, m.raw_id)
+    if m.direction == "out" and m.message_id:
+        return session.scalar(select(Outbox.data).where(Outbox.message_id == m.message_id))
+    return None
