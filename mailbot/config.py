@@ -7,7 +7,6 @@ instead of a traceback. Tests build the settings objects directly.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 import re
@@ -22,6 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from mailbot.errors import ConfigError
 from mailbot.oauth2.settings import OAUTH2_KEYS, OAuth2Settings, read_oauth2
+from mailbot.web.settings import WEB_KEYS, WebSettings, read_web
 
 log = logging.getLogger("mailbot.config")
 
@@ -127,30 +127,6 @@ class TemplateSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
-class WebUser:
-    name: str
-    password_hash: str = field(repr=False)  # argon2, from `mailbot web hash-password`
-
-
-@dataclass(frozen=True, kw_only=True)
-class WebSettings:
-    """The read-only case view (``mailbot web``)."""
-
-    host: str = "127.0.0.1"
-    port: int = 8025
-    users: tuple[WebUser, ...] = ()
-    trusted_header: str = ""  # e.g. "X-Forwarded-User", believed only from trusted_proxies
-    trusted_proxies: tuple[str, ...] = ()  # addresses or networks
-    session_key: bytes = field(default=b"", repr=False)  # b"" = generated, kept in the database
-    session_minutes: int = 480
-    login_failures_per_minute: int = 10
-
-    @property
-    def loopback(self) -> bool:
-        return self.host in LOOPBACK_HOSTS
-
-
-@dataclass(frozen=True, kw_only=True)
 class Settings:
     mailbox: MailboxSettings
     smtp: SmtpSettings
@@ -160,7 +136,7 @@ class Settings:
     oncall: OncallSettings = OncallSettings()
     secrets: SecretsSettings = SecretsSettings()
     templates: TemplateSettings = TemplateSettings()
-    web: WebSettings = WebSettings()
+    web: WebSettings = field(default_factory=WebSettings)
     source: str = ""  # the file these settings came from, for messages
 
     @property
@@ -210,8 +186,7 @@ _KNOWN: dict[str, set[str]] = {
     "secrets": {"token_key", "token_key_env", "token_key_file"},
     "templates": {"directory"},
     "oauth2": set(OAUTH2_KEYS),
-    "web": {"listen", "users", "trusted_header", "trusted_proxies", "session_key",
-            "session_key_env", "session_key_file", "session_minutes", "login_failures_per_minute"},
+    "web": set(WEB_KEYS),
 }
 
 
@@ -243,7 +218,7 @@ def settings_from_mapping(
         oncall=_oncall(r),
         secrets=_secrets(r),
         templates=TemplateSettings(directory=r.text("templates.directory", "", allow_empty=True)),
-        web=_web(r),
+        web=read_web(r),
         source=source,
     )
 
@@ -414,53 +389,6 @@ def _oncall(r: _Reader) -> OncallSettings:
 def _secrets(r: _Reader) -> SecretsSettings:
     key = r.secret("secrets", required=False, prefix="token_key")
     return SecretsSettings(token_key=key.encode("utf-8"))
-
-
-def _web(r: _Reader) -> WebSettings:
-    host, port = parse_listen("web.listen", r.text("web.listen", "127.0.0.1:8025"))
-    users = []
-    raw_users = r.raw("web.users") or []
-    if not isinstance(raw_users, list):
-        raise ConfigError("web.users", 'a list such as [{name = "alice", password_hash = "..."}]')
-    for entry in raw_users:
-        name = entry.get("name") if isinstance(entry, dict) else None
-        hashed = entry.get("password_hash") if isinstance(entry, dict) else None
-        if not isinstance(name, str) or not name.strip() or not isinstance(hashed, str):
-            raise ConfigError("web.users", "tables with a name and a password_hash", "<hidden>")
-        if not hashed.startswith("$argon2"):
-            raise ConfigError("web.users", f"an argon2 password_hash for {name!r} "
-                              "(made by `mailbot web hash-password`)", "<hidden>")
-        users.append(WebUser(name=name.strip(), password_hash=hashed))
-    proxies = r.str_list("web.trusted_proxies")
-    for proxy in proxies:
-        try:
-            ipaddress.ip_network(proxy, strict=False)
-        except ValueError:
-            raise ConfigError("web.trusted_proxies", "IP addresses or networks such as "
-                              '"127.0.0.1" or "10.0.0.0/8"', proxy) from None
-    header = r.text("web.trusted_header", "", allow_empty=True)
-    if header and not proxies:
-        raise ConfigError("web.trusted_proxies", "the proxies whose web.trusted_header to "
-                          "believe (the header alone would let anyone claim any name)", [])
-    return WebSettings(
-        host=host,
-        port=port,
-        users=tuple(users),
-        trusted_header=header,
-        trusted_proxies=tuple(proxies),
-        session_key=r.secret("web", required=False, prefix="session_key").encode("utf-8"),
-        session_minutes=r.integer("web.session_minutes", 480, minimum=1),
-        login_failures_per_minute=r.integer("web.login_failures_per_minute", 10, minimum=1),
-    )
-
-
-def parse_listen(key: str, value: str) -> tuple[str, int]:
-    """``127.0.0.1:8025`` or ``[::1]:8025`` -> (host, port)."""
-    host, sep, port = value.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(key, 'HOST:PORT such as "127.0.0.1:8025"', value)
-    return host, int(port)
 
 
 def _check_plain_is_loopback(section: str, host: str, security: str) -> None:

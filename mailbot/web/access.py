@@ -18,7 +18,7 @@ from limits import RateLimitItemPerMinute
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
-from mailbot.config import WebSettings
+from mailbot.web.settings import WebSettings
 
 _hasher = PasswordHasher()
 # Verified against when the name is unknown, so that a wrong name costs as long as a wrong

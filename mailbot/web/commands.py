@@ -7,8 +7,9 @@ import getpass
 import sys
 from typing import TYPE_CHECKING
 
-from mailbot.config import Settings, parse_listen
+from mailbot.config import Settings
 from mailbot.errors import UsageError
+from mailbot.web.settings import parse_listen
 
 if TYPE_CHECKING:
     from mailbot.web.server import WebThread
