@@ -27,6 +27,7 @@ from email.policy import Policy
 from email.utils import format_datetime, getaddresses
 from typing import Any
 
+from mailbot.mail.headers import decode_words
 from mailbot.mail.message import LOOP_HEADER
 
 ELLIPSIS = "…"
@@ -42,8 +43,6 @@ _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u20
 # Cc: every C0/C1 control incl. NUL, CR, LF, U+0085; Zl/Zp: U+2028, U+2029; Cs: lone surrogates,
 # which cannot be encoded at all.
 _DROPPED_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
-# How the email package reads a header value that is assigned to it (decoding encoded words).
-_HEADER_READER = email_policy.default.header_factory
 _DECODE_ROUNDS = 3
 
 _LOCAL_PART = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
@@ -76,13 +75,16 @@ def clean_header(value: str, limit: int = 200) -> str:
 
     RFC 2047 encoded words are decoded (as a mail reader would show them) and cleaned too: the
     email package decodes them in any value assigned to a header and would write a decoded
-    ``=?utf-8?q?hi=0D=0ABcc:_x?=`` out as a real line break and a real Bcc header.
+    ``=?utf-8?q?hi=0D=0ABcc:_x?=`` out as a real line break and a real Bcc header. They are
+    decoded by the same decoder that reads incoming mail (``headers.decode_words``), so a subject
+    echoed in a receipt reads as the case shows it; whatever is left that could start an encoded
+    word is defused, so the email package finds nothing more to decode.
     """
     text = _one_line(value)
     for _ in range(_DECODE_ROUNDS):
         if "=?" not in text:
             break
-        decoded = _one_line(str(_HEADER_READER("subject", text)))
+        decoded = _one_line(decode_words(text))
         if decoded == text:
             break
         text = decoded

@@ -20,6 +20,7 @@ from mailbot.mail.compose import (
     make_message_id,
     verify_message_id,
 )
+from mailbot.mail.headers import header_text
 from mailbot.mail.message import LOOP_HEADER
 
 KEY = b"test-token-key-0123456789"
@@ -285,6 +286,26 @@ def test_clean_header_shortens_with_an_ellipsis() -> None:
 
 def test_clean_header_drops_bidi_overrides() -> None:
     assert clean_header("invoice\u202egnp.exe") == "invoice gnp.exe"
+
+
+@pytest.mark.parametrize("subject", [
+    "=?x-unknown?q?caf=E9?=",                    # an unknown charset: Latin-1 when not UTF-8
+    "=?utf-8?q?caf=C3?= =?utf-8?q?=A9?=",        # one character split over two words
+    "=?utf-8?q?hi=0D=0ABcc:_x?=",                # a line break hidden in an encoded word
+    "=?gb2312?b?xOO6ww==?= report",
+])
+def test_an_echoed_subject_reads_as_the_case_shows_it(subject: str) -> None:
+    # One RFC 2047 decoder: what a receipt echoes is what intake read.
+    assert clean_header(subject) == header_text(subject)
+
+
+def test_nothing_left_after_cleaning_is_an_encoded_word_for_the_email_package() -> None:
+    # A word the decoder will not read (a space inside) must not be decoded later by the email
+    # package on its way out.
+    cleaned = clean_header("=?utf-8?q?a b=0ABcc:_x?=")
+    message = EmailMessage(policy=email.policy.SMTP)
+    message["Subject"] = cleaned
+    assert str(message["Subject"]) == cleaned
 
 
 # ---------------------------------------------------------------------------------------------
