@@ -5,6 +5,8 @@
 # The read-only case view (docs/web.md) listens on port 8025 when started with `run --web` or as
 # `mailbot web`; inside a container set [web] listen = "0.0.0.0:8025" and publish it behind TLS:
 #   docker run ... -p 127.0.0.1:8025:8025 mailbot mailbot run --web
+#   OAuth2 device-code sign-in (docs/oauth2.md), keeping the refresh token in the volume:
+#   docker run -it (the same -v options) mailbot mailbot auth login
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \

@@ -125,6 +125,9 @@ class App:
         if not self.leader.try_acquire():
             log.debug("another instance reads the mailbox")
             return PassReport()
+        if self._mailbox is not None and not self._mailbox.login_current():
+            log.info("the IMAP session's access token is due for renewal; logging in again")
+            self.close_mailbox()
         if self._mailbox is None:
             mailbox = ImapMailbox(self.settings.mailbox, credentials=self.credentials.imap)
             mailbox.connect()
@@ -201,7 +204,7 @@ def idle_watch(app: App, stop: threading.Event, on_news: Any) -> None:
         try:
             with ImapMailbox(settings, credentials=app.credentials.imap) as mailbox:
                 delay = 1.0
-                while not stop.is_set():
+                while not stop.is_set() and mailbox.login_current():  # else log in afresh
                     if mailbox.wait_for_news(settings.folder, settings.poll_seconds, stop=stop):
                         on_news()
         except TemporaryError as exc:

@@ -52,6 +52,10 @@ class Credentials(Protocol):
         """The server refused ``login``; True when a fresh ``login()`` is worth one more try."""
         ...
 
+    def current(self, login: Login) -> bool:
+        """False once ``login``'s token is due for renewal: a long session should log in again."""
+        ...
+
 
 @dataclass(frozen=True)
 class PasswordCredentials:
@@ -64,6 +68,9 @@ class PasswordCredentials:
 
     def rejected(self, login: Login) -> bool:
         return False  # the same password again would be refused again
+
+    def current(self, login: Login) -> bool:
+        return True
 
 
 def sasl_initial_response(login: Login) -> bytes:

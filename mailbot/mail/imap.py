@@ -67,6 +67,7 @@ class ImapMailbox:
             credentials = PasswordCredentials(settings.username, settings.password)
         self.credentials = credentials
         self._secrets: set[str] = {settings.password} if settings.password else set()
+        self._login: Login | None = None  # what the open session logged in with
         self.max_batch_bytes = max_batch_bytes
         self._client: Any = None  # IMAPClient; imapclient has no type hints
         self._idle_supported = False
@@ -140,7 +141,13 @@ class ImapMailbox:
                      self.where, login.username)
             login = self._next_login()
             self._authenticate(client, login)
+        self._login = login
         return login.sasl_name
+
+    def login_current(self) -> bool:
+        """False when the session's token is due for renewal (servers end such sessions)."""
+        login = self._login
+        return self._client is None or login is None or self.credentials.current(login)
 
     def _next_login(self) -> Login:
         try:

@@ -76,6 +76,12 @@ class TokenCache:
                      if token.expires_at else "lifetime not given")
             return token
 
+    def is_current(self, value: str) -> bool:
+        """Whether ``value`` is the cached token and not yet due for renewal."""
+        with self._lock:
+            return (self._token is not None and self._token.value == value
+                    and self._good_until is not None and self._clock.now() < self._good_until)
+
     def invalidate(self, value: str) -> None:
         """A server refused the token ``value``: forget it unless a newer one replaced it."""
         with self._lock:

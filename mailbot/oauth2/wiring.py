@@ -49,6 +49,9 @@ class TokenCredentials:
         self.tokens.invalidate(login.secret)
         return True
 
+    def current(self, login: Login) -> bool:
+        return self.tokens.is_current(login.secret)
+
 
 @dataclass(frozen=True)
 class EdgeCredentials:

@@ -20,13 +20,14 @@ import pytest
 from mailbot.clock import FixedClock
 from mailbot.config import MailboxSettings, SmtpSettings
 from mailbot.errors import MailboxUnavailable, SmtpTemporaryError
+from mailbot.mail.credentials import Login, sasl_initial_response
 from mailbot.mail.imap import ImapMailbox
 from mailbot.mail.smtp import SmtpTransport
 from mailbot.oauth2.files import write_secret
 from mailbot.oauth2.refresh import RefreshTokenFlow
 from mailbot.oauth2.settings import OAuth2Settings
 from mailbot.oauth2.tokens import TokenCache
-from mailbot.oauth2.wiring import TokenCredentials
+from mailbot.oauth2.wiring import TokenCredentials, edge_credentials
 from tests import factories
 from tests.mailflow import Mailflow
 from tests.servers.dovecot import ImapAccount
@@ -150,6 +151,28 @@ def test_a_token_close_to_expiry_is_replaced_before_it_is_used(setup: Setup) -> 
     assert setup.provider.refusals() == 0  # the stale token was never shown to the server
 
 
+def test_a_long_session_logs_in_again_before_its_token_runs_out(
+    setup: Setup, token_sink: SmtpSink, tmp_path: Path
+) -> None:
+    settings = factories.settings(tmp_path, setup.mailbox_settings(),
+                                  setup.smtp_settings(token_sink))
+    app = factories.app(settings)
+    clock = FixedClock(datetime.now(UTC))
+    app.credentials = edge_credentials(settings, clock=clock)  # the tokens' clock, settable
+    try:
+        _deliver(setup.account, "one")
+        app.read_mailbox()
+        clock.advance(timedelta(minutes=56))  # the token expires in 4 minutes
+        _deliver(setup.account, "two")
+        report = app.read_mailbox()
+    finally:
+        app.close()
+    assert report.opened == 1
+    assert setup.provider.grants == ["refresh_token"] * 2
+    assert len(setup.provider.introspections) == 2  # a second login, with the new token
+    assert setup.provider.refusals() == 0
+
+
 def test_a_token_revoked_mid_run_is_refreshed_once_and_the_pass_completes(
     setup: Setup, token_sink: SmtpSink, tmp_path: Path
 ) -> None:
@@ -269,7 +292,10 @@ def test_no_token_or_secret_reaches_a_log_line_or_an_error(
         errors.append(str(raised.value))
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert "LOGOUT" in logged  # imaplib's protocol trace was really on
-    for secret in (token, refresh, CLIENT_SECRET):
+    user = setup.account.username
+    sasl = [sasl_initial_response(Login(user, m, token)).decode()  # as sent on the wire
+            for m in ("xoauth2", "oauthbearer")]
+    for secret in (token, refresh, CLIENT_SECRET, *sasl):
         assert secret not in logged
         for error in errors:
             assert secret not in error
