@@ -50,6 +50,7 @@ def bench_settings(imap: Imap, smtp_port: int, db_url: str, *, batch_size: int =
             password=imap.password,
             batch_size=batch_size,
             verify_tls=False,
+            answer_existing=True,  # the backlog is answered, as it was before history import
         ),
         smtp=SmtpSettings(
             host=HOST, port=smtp_port, security="none", from_address=OWN_ADDRESS, verify_tls=False
@@ -74,6 +75,7 @@ security = "none"
 username = "{imap.username}"
 password_env = "MAILBOT_BENCH_IMAP_PASSWORD"
 verify_tls = false
+answer_existing = true
 
 [smtp]
 host = "{HOST}"

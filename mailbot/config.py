@@ -47,6 +47,9 @@ class MailboxSettings:
     batch_size: int = 100
     timeout_seconds: int = 30
     verify_tls: bool = True
+    # False: mail already in a folder when mailbot first reads it is imported (recorded, never
+    # answered, no deadlines); True: it is answered as if it had just arrived.
+    answer_existing: bool = False
 
     @property
     def folders(self) -> tuple[str, ...]:
@@ -102,6 +105,7 @@ class PolicySettings:
     receipts_per_sender_per_day: int = 5
     max_message_bytes: int = 26_214_400
     digest_time: time | None = None  # daily on-call digest; None = off
+    receipt_max_age_hours: int = 72  # no receipt for a message older than this
 
     @property
     def tz(self) -> ZoneInfo:
@@ -169,7 +173,7 @@ _KNOWN: dict[str, set[str]] = {
     "mailbox": {
         "host", "port", "security", "username", "password", "password_env", "password_file",
         "folder", "sent_folder", "idle", "poll_seconds", "batch_size", "timeout_seconds",
-        "verify_tls", "auth", "oauth2",
+        "verify_tls", "auth", "oauth2", "answer_existing",
     },
     "smtp": {
         "host", "port", "security", "username", "password", "password_env", "password_file",
@@ -181,6 +185,7 @@ _KNOWN: dict[str, set[str]] = {
         "case_prefix", "timezone", "workdays", "holidays", "holiday_country",
         "ack_business_days", "assessment_business_days", "at_risk_business_days",
         "business_hours", "receipts_per_sender_per_day", "max_message_bytes", "digest_time",
+        "receipt_max_age_hours",
     },
     "oncall": {"addresses", "rotation", "rotation_start", "rotation_days"},
     "secrets": {"token_key", "token_key_env", "token_key_file"},
@@ -244,6 +249,7 @@ def _mailbox(r: _Reader, data: Mapping[str, Any]) -> MailboxSettings:
         batch_size=r.integer("mailbox.batch_size", 100, minimum=1),
         timeout_seconds=r.integer("mailbox.timeout_seconds", 30, minimum=1),
         verify_tls=r.boolean("mailbox.verify_tls", True),
+        answer_existing=r.boolean("mailbox.answer_existing", False),
     )
 
 
@@ -348,6 +354,7 @@ def _policy(r: _Reader) -> PolicySettings:
         receipts_per_sender_per_day=r.integer("policy.receipts_per_sender_per_day", 5, minimum=0),
         max_message_bytes=r.integer("policy.max_message_bytes", 26_214_400, minimum=1024),
         digest_time=_clock_time("policy.digest_time", digest) if digest else None,
+        receipt_max_age_hours=r.integer("policy.receipt_max_age_hours", 72, minimum=1),
     )
 
 

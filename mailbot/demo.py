@@ -106,7 +106,9 @@ async def _demo(tmp: Path) -> int:
 def _settings(tmp: Path, imap_port: int, smtp_port: int) -> Settings:
     return Settings(
         mailbox=MailboxSettings(host="127.0.0.1", port=imap_port, security="none",
-                                username=USER, password=PASSWORD, poll_seconds=5),
+                                username=USER, password=PASSWORD, poll_seconds=5,
+                                # the demo's mail stands for mail that arrives while it runs
+                                answer_existing=True),
         smtp=SmtpSettings(host="127.0.0.1", port=smtp_port, security="none",
                           from_address=f"Demo Security Team <{USER}>"),
         database=DatabaseSettings(url=f"sqlite:///{tmp / 'mailbot.db'}"),

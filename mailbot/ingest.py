@@ -6,6 +6,7 @@ twice, or ingesting mail the daemon has already read, changes nothing the second
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import mailbox
 import os
@@ -16,6 +17,7 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 from mailbot.errors import UsageError
+from mailbot.intake import history
 from mailbot.intake.pipeline import Intake
 from mailbot.intake.runner import process_alone
 from mailbot.mail.message import FetchedMessage
@@ -36,7 +38,10 @@ def ingest(
     "failed" for messages that raised (logged; their files are still there to ingest again)."""
     counts: Counter[str] = Counter()
     batch: list[FetchedMessage] = []
+    cutoff = _history_cutoff(db, intake)
     for fetched in messages:
+        if cutoff is not None and fetched.internal_date < cutoff:
+            fetched = dataclasses.replace(fetched, history=True)
         batch.append(fetched)
         if len(batch) == BATCH:
             _ingest_batch(db, intake, batch, counts, each)
@@ -44,6 +49,14 @@ def ingest(
     if batch:
         _ingest_batch(db, intake, batch, counts, each)
     return dict(counts)
+
+
+def _history_cutoff(db: Database, intake: Intake) -> datetime | None:
+    """Messages dated before this are history (mailbot.intake.history): imported, unanswered."""
+    if intake.settings.mailbox.answer_existing:
+        return None
+    with db.session() as session:
+        return history.recorded_first_start(session) or intake.clock.now()
 
 
 def _ingest_batch(db: Database, intake: Intake, batch: list[FetchedMessage],

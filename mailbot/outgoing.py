@@ -24,7 +24,7 @@ from mailbot.outbox import OutgoingMail
 from mailbot.templates import render
 
 if TYPE_CHECKING:
-    from mailbot.deadlines.watch import DigestEntry
+    from mailbot.deadlines.watch import Deadline, DigestEntry
 
 
 @dataclass(frozen=True)
@@ -251,21 +251,26 @@ def digest(
     total: int,
     recipients: list[str],
     now: datetime,
+    withheld: Sequence[Case] = (),
 ) -> OutgoingMail:
-    """The daily digest: open cases by deadline, soonest first, grouped by stage.
+    """The daily digest: open cases by deadline, soonest first, grouped by stage; first of all
+    the reports whose receipt was withheld as too late, which wait on a person to answer them.
 
     ``entries`` are at most a few hundred of the ``total`` open cases; the mail says how many
     more there are.
     """
-    groups: list[dict[str, Any]] = []
+    groups: list[dict[str, Any]] = [{
+        "title": "No receipt was sent (it would have come too late): answer the reporter yourself",
+        "cases": [_digest_row(writer, c, None, now) for c in withheld],
+    }]
     for stage, title in _DIGEST_GROUPS:
         rows = [
-            _digest_row(writer, e, now)
+            _digest_row(writer, e.case, e.deadline, now)
             for e in entries
             if e.deadline is not None and e.stage == stage
         ]
         groups.append({"title": title, "cases": rows})
-    undated = [_digest_row(writer, e, now) for e in entries if e.deadline is None]
+    undated = [_digest_row(writer, e.case, e.deadline, now) for e in entries if e.deadline is None]
     groups.append({"title": "No running deadline", "cases": undated})
     return writer.build(
         template="digest",
@@ -287,8 +292,9 @@ def digest(
     )
 
 
-def _digest_row(writer: Writer, entry: DigestEntry, now: datetime) -> dict[str, Any]:
-    case, deadline = entry.case, entry.deadline
+def _digest_row(
+    writer: Writer, case: Case, deadline: Deadline | None, now: datetime
+) -> dict[str, Any]:
     return {
         "case_id": case.id,
         "status": case.status,

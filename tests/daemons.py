@@ -98,6 +98,7 @@ def write_config(
             "poll_seconds": mailbox.poll_seconds,
             "batch_size": mailbox.batch_size,
             "timeout_seconds": mailbox.timeout_seconds,
+            "answer_existing": mailbox.answer_existing,
         },
         "smtp": {
             "host": smtp.host,

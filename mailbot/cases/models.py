@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from sqlalchemy import (
     JSON,
     BigInteger,
+    ColumnElement,
     Date,
     DateTime,
     ForeignKey,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    cast,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -100,6 +102,12 @@ class Case(Base):
     events: Mapped[list[Event]] = relationship(
         back_populates="case", order_by="Event.id", lazy="raise_on_sql"
     )
+
+
+def flagged(flag: str) -> ColumnElement[bool]:
+    """Cases whose flags include ``flag``. Flags are a JSON list, matched on its text (the same on
+    SQLite and PostgreSQL); flags are plain words, so the quoted word cannot match another."""
+    return cast(Case.flags, String).like(f'%"{flag}"%')
 
 
 class CaseCounter(Base):

@@ -13,3 +13,6 @@ STATUSES = (NEW, ACKNOWLEDGED, ASSESSED, RESOLVED, CLOSED)
 OPEN_STATUSES = (NEW, ACKNOWLEDGED, ASSESSED)
 SEVERITIES = ("low", "medium", "high", "critical")
 CLOSE_REASONS = ("fixed", "duplicate", "invalid", "spam", "out-of-scope")
+# Flags that change what mailbot does with a case (most flags only describe it).
+IMPORTED = "imported"  # there before mailbot first read the mailbox: no receipt, no deadlines
+RECEIPT_WITHHELD = "receipt-withheld"  # a receipt would have come too late: a person answers

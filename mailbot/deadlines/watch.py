@@ -39,7 +39,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from mailbot.cases import vocabulary
-from mailbot.cases.models import Case, Message, Outbox, Reminder
+from mailbot.cases.models import Case, Message, Outbox, Reminder, flagged
 from mailbot.config import PolicySettings
 from mailbot.deadlines.calendar import BusinessCalendar
 from mailbot.deadlines.oncall import people_to_tell
@@ -209,7 +209,10 @@ def _candidates(
     for stage in stages:
         for status, name, column in _RUNNING:
             stmt = select(Case).where(
-                Case.status == status, _due_window(column, stage, now, horizon)
+                Case.status == status,
+                _due_window(column, stage, now, horizon),
+                # History is never chased: whatever was promised then, nobody is reminded now.
+                ~flagged(vocabulary.IMPORTED),
             )
             if unreminded_only:
                 stmt = stmt.where(_not_reminded(name, stage))
@@ -401,7 +404,13 @@ def digest_due(app: App, now: datetime) -> int:
             return 0
         entries, total = open_cases_by_deadline(session, calendar, settings.policy, now)
         mail = digest(
-            app.writer, day=day, entries=entries, total=total, recipients=recipients, now=now
+            app.writer,
+            day=day,
+            entries=entries,
+            total=total,
+            recipients=recipients,
+            now=now,
+            withheld=unanswered_withheld(session),
         )
         if not _enqueue_once(session, mail, now):
             return 0
@@ -434,7 +443,8 @@ def open_cases_by_deadline(
 ) -> tuple[list[DigestEntry], int]:
     """Open cases, soonest running deadline first (none last), at most ``limit``; and how many."""
     due = running_due_expression()
-    open_ = Case.status.in_(vocabulary.OPEN_STATUSES)
+    # Imported history waits on nobody: it would bury the cases that do.
+    open_ = and_(Case.status.in_(vocabulary.OPEN_STATUSES), ~flagged(vocabulary.IMPORTED))
     stmt = select(Case).where(open_).order_by(due.is_(None), due, Case.id).limit(limit)
     entries = []
     for row in session.scalars(stmt):
@@ -447,6 +457,17 @@ def open_cases_by_deadline(
         entries.append(DigestEntry(row, deadline, stage))
     total = session.scalar(select(func.count()).select_from(Case).where(open_)) or 0
     return entries, total
+
+
+def unanswered_withheld(session: Session, *, limit: int = DIGEST_LIMIT) -> list[Case]:
+    """New cases whose receipt was withheld as too late: nobody has answered the reporter yet."""
+    stmt = (
+        select(Case)
+        .where(Case.status == vocabulary.NEW, flagged(vocabulary.RECEIPT_WITHHELD))
+        .order_by(Case.received_at, Case.id)
+        .limit(limit)
+    )
+    return list(session.scalars(stmt))
 
 
 def running_due_expression() -> ColumnElement[Any]:

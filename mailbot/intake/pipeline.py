@@ -30,6 +30,7 @@ from mailbot.cases.service import Actor, TransitionRefused
 from mailbot.clock import Clock
 from mailbot.config import Settings
 from mailbot.deadlines.calendar import BusinessCalendar
+from mailbot.intake import history
 from mailbot.intake.classify import Classification, classify
 from mailbot.intake.correlate import Correlation, correlate
 from mailbot.mail.compose import clean_address
@@ -84,8 +85,9 @@ def process(session: Session, fetched: FetchedMessage, intake: Intake) -> Outcom
         case, outcome = existing, Outcome.ADDED
     message = _record_message(session, case, msg, fetched, facts, where, key, raw_id, outcome)
     _apply_team_message(session, case, msg, facts, message, intake)
+    history.keep_unarmed(case)
     if outcome is Outcome.OPENED:
-        _send_receipt(session, case, msg, facts, key, intake)
+        _send_receipt(session, case, msg, fetched, facts, key, intake)
     log.info("%s uid %d -> %s %s (%s)", fetched.folder, fetched.uid, case.id, outcome.value,
              where.reason)
     return outcome
@@ -100,10 +102,13 @@ def _open_case(
     flags = facts.flags()
     if sender is None:
         flags.append("no-sender")
+    if fetched.history:
+        flags.append(vocabulary.IMPORTED)
     # Only mail that could be a report gets a promise; a bounce has nobody to acknowledge, and
-    # the team does not acknowledge itself (its new threads get no receipt either).
+    # the team does not acknowledge itself (its new threads get no receipt either). History
+    # was promised nothing.
     promised = not (facts.automatic.yes or facts.own.yes or facts.in_sent_folder
-                    or facts.claims_team.yes)
+                    or facts.claims_team.yes or fetched.history)
     now = intake.clock.now()
     year = fetched.internal_date.astimezone(intake.calendar.tz).year
     return service.open_case(
@@ -337,17 +342,24 @@ def _other_untrusted(session: Session, case: Case, message: Message) -> bool:
 
 
 def _send_receipt(
-    session: Session, case: Case, msg: InboundMessage, facts: Classification, key: str,
-    intake: Intake,
+    session: Session, case: Case, msg: InboundMessage, fetched: FetchedMessage,
+    facts: Classification, key: str, intake: Intake,
 ) -> None:
+    now = intake.clock.now()
     reason = facts.no_receipt_reason()
+    if reason is None and fetched.history:
+        reason = "imported: it was in the mailbox before mailbot first started on it"
     if reason is None and not case.reporter:
         reason = "no single sender address to answer"
     if reason is None and not _answerable(case.reporter):
         # Parsing accepts what senders write (an SMTPUTF8 local part, an odd domain label);
         # composing refuses it. Refusing here keeps the case instead of failing the message.
         reason = f"{case.reporter} cannot be written as a recipient"
-    now = intake.clock.now()
+    if reason is None:
+        reason = history.receipt_too_late(fetched.internal_date, case.ack_due, now,
+                                          intake.settings.policy.receipt_max_age_hours)
+        if reason is not None:
+            service.add_flags(case, vocabulary.RECEIPT_WITHHELD)
     # Both outbox queries below read only outbox rows, and the session holds none unflushed
     # (only this message's case, events and message): no flush before them, one at the end.
     with session.no_autoflush:

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from mailbot.cases.models import InboundFailure, MailboxCursor
 from mailbot.errors import DatabaseUnavailable
+from mailbot.intake import history
 from mailbot.intake.pipeline import Intake, Outcome, process
 from mailbot.mail.mailbox import Mailbox
 from mailbot.mail.message import FetchedMessage
@@ -83,6 +84,11 @@ class MailboxRunner:
                 # Recorded at once: a resync cut short resumes where it got to, and a folder
                 # that was emptied is not found "changed" again on every pass.
                 cursor.uidvalidity, cursor.last_uid = state.uidvalidity, 0
+            # Recorded before anything is processed, in this transaction: what the folder
+            # holds now is history (unless configured to be answered).
+            past = None if self.intake.settings.mailbox.answer_existing else \
+                history.folder_history(session, folder, state, self.intake.clock.now(),
+                                       first_sight=cursor is None)
             retry_uids = list(session.scalars(
                 select(InboundFailure.uid).where(
                     InboundFailure.folder == folder,
@@ -92,10 +98,11 @@ class MailboxRunner:
             ))
         if retry_uids:
             self._process_batch(folder, state.uidvalidity, None,
-                                self.mailbox.fetch_uids(folder, retry_uids), report)
-        for batch in self.mailbox.fetch_new(folder, last_uid, self.batch_size):
-            self._process_batch(folder, state.uidvalidity, max(m.uid for m in batch), batch,
+                                history.mark(self.mailbox.fetch_uids(folder, retry_uids), past),
                                 report)
+        for batch in self.mailbox.fetch_new(folder, last_uid, self.batch_size):
+            self._process_batch(folder, state.uidvalidity, max(m.uid for m in batch),
+                                history.mark(batch, past), report)
 
     def _process_batch(
         self, folder: str, uidvalidity: int, advance_to: int | None,

@@ -80,6 +80,9 @@ class FetchedMessage:
     uidvalidity: int
     uid: int
     internal_date: datetime  # aware, UTC
+    # In the folder before mailbot first read it (mailbot.intake.history): imported, never
+    # answered.
+    history: bool = False
 
 
 # Our loop header: everything mailbot sends carries it; mail that carries it is never answered.

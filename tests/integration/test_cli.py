@@ -31,6 +31,7 @@ security = "none"
 username = "{username}"
 password_env = "TEST_IMAP_PASSWORD"
 poll_seconds = 1
+answer_existing = true
 [smtp]
 host = "127.0.0.1"
 port = {smtp_port}

@@ -91,6 +91,9 @@ class ImapAccount:
             poll_seconds=1,
             timeout_seconds=10,
             verify_tls=False,  # the test certificate is self-signed
+            # Most tests deliver mail and then run mailbot for the first time: that mail is
+            # answered. The tests of history import ask for the default (False) themselves.
+            answer_existing=True,
         )
         return dataclasses.replace(base, **overrides)
 
