@@ -44,6 +44,11 @@ class Credentials(Protocol):
     @property
     def mechanism(self) -> Mechanism: ...
 
+    @property
+    def refusal_hint(self) -> str:
+        """What to check when the server refuses even a fresh login."""
+        ...
+
     def login(self) -> Login:
         """What to log in with now; raises TokenUnavailable when no token can be had."""
         ...
@@ -62,6 +67,7 @@ class PasswordCredentials:
     username: str
     password: str = field(repr=False)
     mechanism: Mechanism = "password"
+    refusal_hint: str = "check the username and the password"
 
     def login(self) -> Login:
         return Login(self.username, "password", self.password)

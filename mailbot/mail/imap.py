@@ -140,7 +140,10 @@ class ImapMailbox:
             log.info("IMAP server %s refused the access token for %s; trying a new one",
                      self.where, login.username)
             login = self._next_login()
-            self._authenticate(client, login)
+            try:
+                self._authenticate(client, login)
+            except LoginError as exc:  # a fresh token refused too: it is the permission
+                raise LoginError(f"{exc}; {self.credentials.refusal_hint}") from exc
         self._login = login
         return login.sasl_name
 

@@ -149,7 +149,7 @@ async def _log_in_with_token(client: aiosmtplib.SMTP, credentials: Credentials,
         # Not the message's fault: it stays queued until a token is accepted.
         raise SmtpTemporaryError(
             f"SMTP server {where} refused the access token for {login.username!r} "
-            f"({code} {_scrubbed(message, login)}); check that the app may send as this mailbox",
+            f"({code} {_scrubbed(message, login)}); {credentials.refusal_hint}",
             code=code,
         )
 

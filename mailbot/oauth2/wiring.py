@@ -34,13 +34,27 @@ def provider_for(settings: OAuth2Settings) -> TokenProvider:
     return CommandFlow(settings)
 
 
+# When the server refuses a token just issued, the grant is missing on the mail side.
+REFUSAL_HINTS = {
+    "microsoft": "the app may not open this mailbox: grant it to oauth2.client_id "
+                 "(New-ServicePrincipal, Add-MailboxPermission; docs/oauth2.md)",
+    "google": "oauth2.subject must be this mailbox, and the service account delegated "
+              "https://mail.google.com/ (docs/oauth2.md)",
+    "refresh_token": "the account that signed in (mailbot auth login) may not use this mailbox, "
+                     "or oauth2.scope lacks the IMAP/SMTP permission",
+    "command": "the token oauth2.token_command prints is not for this mailbox",
+}
+
+
 class TokenCredentials:
     """Log in as ``username`` with the cache's current token."""
 
-    def __init__(self, username: str, tokens: TokenCache, mechanism: Mechanism) -> None:
+    def __init__(self, username: str, tokens: TokenCache, mechanism: Mechanism,
+                 refusal_hint: str = "check the [oauth2] settings (docs/oauth2.md)") -> None:
         self.username = username
         self.tokens = tokens
         self.mechanism: Mechanism = mechanism
+        self.refusal_hint = refusal_hint
 
     def login(self) -> Login:
         return Login(self.username, self.mechanism, self.tokens.token().value)
@@ -72,11 +86,13 @@ def edge_credentials(settings: Settings, *, clock: Clock | None = None) -> EdgeC
     imap_creds: Credentials
     smtp_creds: Credentials
     if mb.oauth2 is not None:
-        imap_creds = TokenCredentials(mb.username, cache(mb.oauth2), _mechanism(mb.oauth2))
+        imap_creds = TokenCredentials(mb.username, cache(mb.oauth2), _mechanism(mb.oauth2),
+                                      REFUSAL_HINTS[mb.oauth2.provider])
     else:
         imap_creds = PasswordCredentials(mb.username, mb.password)
     if smtp.oauth2 is not None:
-        smtp_creds = TokenCredentials(smtp.username, cache(smtp.oauth2), _mechanism(smtp.oauth2))
+        smtp_creds = TokenCredentials(smtp.username, cache(smtp.oauth2),
+                                      _mechanism(smtp.oauth2), REFUSAL_HINTS[smtp.oauth2.provider])
     else:
         smtp_creds = PasswordCredentials(smtp.username, smtp.password)
     return EdgeCredentials(imap=imap_creds, smtp=smtp_creds, caches=tuple(caches.values()))

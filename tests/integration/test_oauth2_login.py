@@ -133,6 +133,26 @@ def test_smtp_sends_after_auth_with_a_token(setup: Setup, token_sink: SmtpSink,
     assert token_sink.token_refusals == 0
 
 
+def test_smtp_refusing_a_fresh_token_too_is_temporary_and_says_what_to_check(
+    setup: Setup, smtp_sink_factory: SinkFactory, tmp_path: Path
+) -> None:
+    sink = smtp_sink_factory(token_check=lambda user, token: False)  # no permission to send
+    settings = factories.settings(tmp_path, setup.mailbox_settings(), setup.smtp_settings(sink))
+    transport = SmtpTransport(settings.smtp,
+                              credentials=edge_credentials(settings).smtp)
+
+    async def connect() -> None:
+        async with transport.connection():
+            pass
+
+    with pytest.raises(SmtpTemporaryError) as raised:
+        asyncio.run(connect())
+    assert raised.value.code == 535
+    assert "mailbot auth login" in str(raised.value)
+    assert sink.token_refusals == 2  # the cached token, then one fresh one
+    assert setup.provider.grants == ["refresh_token"] * 2
+
+
 # -- expiry, revocation, a provider that fails ---------------------------------------------------
 
 

@@ -23,7 +23,7 @@ from mailbot.mail.imap import ImapMailbox
 from mailbot.mail.smtp import SmtpTransport
 from mailbot.oauth2.settings import OAuth2Settings
 from mailbot.oauth2.tokens import TokenCache
-from mailbot.oauth2.wiring import TokenCredentials, provider_for
+from mailbot.oauth2.wiring import REFUSAL_HINTS, TokenCredentials, provider_for
 from tests import factories
 from tests.servers.dovecot import ImapAccount
 from tests.servers.oauth2 import GOOGLE_SCOPE, MICROSOFT_SCOPE, TokenAuthority
@@ -55,7 +55,8 @@ def _certificate(key: rsa.RSAPrivateKey) -> bytes:
 def _login(account: ImapAccount, settings: OAuth2Settings) -> TokenCache:
     """Log in to the OAuth2 Dovecot with a token from ``settings``; the cache used."""
     cache = TokenCache(provider_for(settings))
-    credentials = TokenCredentials(account.username, cache, "xoauth2")
+    credentials = TokenCredentials(account.username, cache, "xoauth2",
+                                   REFUSAL_HINTS[settings.provider])
     mailbox = ImapMailbox(account.mailbox_settings(auth="oauth2", oauth2=settings, password=""),
                           credentials=credentials)
     with mailbox:
@@ -105,6 +106,8 @@ def test_microsoft_mailbox_not_granted_to_the_app_is_refused_by_the_server(
     with pytest.raises(MailboxUnavailable) as raised:
         _login(oauth2_account, _microsoft(oauth2_provider))
     assert "AUTHENTICATIONFAILED" in str(raised.value)
+    assert "grant it to oauth2.client_id" in str(raised.value)
+    assert "\n" not in str(raised.value)
     assert oauth2_provider.grants == ["client_credentials"] * 2  # refused, refreshed, refused
 
 
