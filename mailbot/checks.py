@@ -14,19 +14,25 @@ Problem = str | None
 
 def run_checks(settings: Settings) -> tuple[list[tuple[str, Problem]], list[tuple[str, str]]]:
     """The checks that must pass, and notes that are worth reading but need not stop anyone."""
-    from mailbot.oauth2.wiring import edge_credentials
+    from mailbot.oauth2.wiring import TokenCredentials, edge_credentials
 
     credentials = edge_credentials(settings)
     notes: list[tuple[str, str]] = []
     results: list[tuple[str, Problem]] = [("config", None),
                                           ("database", _check_database(settings))]
+    no_token: list[TokenCache] = []
     for cache in credentials.caches:
         problem, note = _check_token(cache)
         results.append(("oauth2", problem))
         if note:
             notes.append(("oauth2", note))
+        if problem is not None:
+            no_token.append(cache)
     for name, check, creds in (("imap", _check_imap, credentials.imap),
                                ("smtp", _check_smtp, credentials.smtp)):
+        if isinstance(creds, TokenCredentials) and any(creds.tokens is c for c in no_token):
+            results.append((name, "not tried: no access token (see the oauth2 line)"))
+            continue
         problem = check(settings, creds)
         results.append((name, problem))
         if problem is None and creds.mechanism != "password":

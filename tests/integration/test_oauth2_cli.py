@@ -104,6 +104,8 @@ def test_check_names_the_key_and_the_error_code_of_a_refusal(
     [line] = [x for x in captured.out.splitlines() if x.startswith("oauth2:")]
     assert "(invalid_client)" in line
     assert line.endswith("check oauth2.client_secret_env")
+    assert "imap: not tried: no access token" in captured.out  # one refusal, said once
+    assert oauth2_provider.grants == ["refresh_token"]
     assert "Traceback" not in captured.out + captured.err
     assert "a-wrong-secret" not in captured.out + captured.err
 
