@@ -97,8 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     auth = sub.add_parser("auth", help="OAuth2 sign-in for the mailbox (see docs/oauth2.md)")
     asub = auth.add_subparsers(dest="action", metavar="ACTION", required=True,
                                parser_class=_Parser)
-    asub.add_parser("login", help="device-code sign-in: prints a URL and a code, waits, then "
-                    "stores the refresh token in oauth2.refresh_token_file (mode 0600)")
+    login_help = ("device-code sign-in: prints a URL and a code, waits, then stores the refresh "
+                  "token in oauth2.refresh_token_file (mode 0600)")
+    asub.add_parser("login", help=login_help, description=login_help + '. For oauth2.provider = '
+                    '"refresh_token"; run it as the user the daemon runs as.')
 
     sub.add_parser("health", help="exit 0 when this host's daemon ran its jobs recently")
     web = sub.add_parser("web", help="serve the read-only case view (login required)")
