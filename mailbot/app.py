@@ -5,7 +5,8 @@ writes to the database) runs in worker threads through ``asyncio.to_thread``; SM
 asyncio. The jobs are APScheduler jobs on that loop:
 
 - ``mailbox``: read what is new in every watched folder (the safety-net poll every
-  ``poll_seconds``; an IDLE watcher thread wakes it at once when the server announces mail);
+  ``poll_seconds``; an IDLE watcher thread per folder, each on its own connection, wakes it at
+  once when the server announces mail in the inbox or in the Sent folder);
 - ``outbox``: send what is queued (also woken right after intake queued something);
 - ``deadlines``: the deadline watch, every minute.
 """
@@ -15,11 +16,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-import socket
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -29,7 +29,8 @@ from mailbot.clock import Clock, SystemClock
 from mailbot.config import Settings
 from mailbot.deadlines.calendar import BusinessCalendar
 from mailbot.deadlines.oncall import people_to_tell
-from mailbot.errors import MailboxUnavailable, TemporaryError
+from mailbot.errors import LoginRefused, MailboxUnavailable, TemporaryError
+from mailbot.health import records as health
 from mailbot.intake.pipeline import Intake
 from mailbot.intake.runner import MailboxRunner, PassReport
 from mailbot.mail.imap import ImapMailbox
@@ -41,6 +42,8 @@ from mailbot.outgoing import Writer, alert
 from mailbot.store import CompressedRawStore, Database, LeaderLock
 
 log = logging.getLogger("mailbot.app")
+
+IDLE_READY_CHECK_SECONDS = 0.5
 
 
 @dataclass
@@ -135,10 +138,13 @@ class App:
         runner = MailboxRunner(self.db, self._mailbox, self.intake, self._on_quarantine,
                                batch_size=self.settings.mailbox.batch_size)
         try:
-            return runner.run_pass()
+            report = runner.run_pass()
         except MailboxUnavailable:
             self.close_mailbox()
             raise
+        with self.db.session() as session:  # `mailbot health`: someone (this host) read it
+            health.mailbox_read(session, self.clock.now())
+        return report
 
     def close_mailbox(self) -> None:
         if self._mailbox is not None:
@@ -176,19 +182,7 @@ class App:
     def beat(self) -> None:
         """Record that this host's daemon is alive (read by ``mailbot health``)."""
         with self.db.session() as session:
-            key = f"heartbeat:{socket.gethostname()}"[:100]
-            row = session.get(Meta, key)
-            if row is None:
-                session.add(Meta(key=key, value=self.clock.now().isoformat()))
-            else:
-                row.value = self.clock.now().isoformat()
-
-    def heartbeat_age(self) -> timedelta | None:
-        with self.db.session() as session:
-            row = session.get(Meta, f"heartbeat:{socket.gethostname()}"[:100])
-            if row is None:
-                return None
-            return self.clock.now() - datetime.fromisoformat(row.value)
+            health.beat(session, self.clock.now())
 
     def close(self) -> None:
         self.close_mailbox()
@@ -196,18 +190,37 @@ class App:
         self.db.dispose()
 
 
-def idle_watch(app: App, stop: threading.Event, on_news: Any) -> None:
-    """Blocking: keep an IDLE connection on the inbox and call ``on_news`` when mail arrives."""
+def idle_watch(app: App, folder: str, stop: threading.Event, on_news: Any,
+               mailbox_ok: threading.Event) -> None:
+    """Blocking: keep an IDLE connection on ``folder`` and call ``on_news`` when mail arrives.
+
+    It connects only while ``mailbox_ok`` is set (the mailbox job read the mailbox): the mailbox
+    job owns login failures and their slow retries, and a watcher that logged in on its own
+    schedule would multiply the failed logins that get an account locked.
+    """
     settings = app.settings.mailbox
     delay = 1.0
     while not stop.is_set():
+        if not mailbox_ok.wait(IDLE_READY_CHECK_SECONDS):
+            continue
+        connected = False
         try:
             with ImapMailbox(settings, credentials=app.credentials.imap) as mailbox:
+                connected = True
                 delay = 1.0
                 while not stop.is_set() and mailbox.login_current():  # else log in afresh
-                    if mailbox.wait_for_news(settings.folder, settings.poll_seconds, stop=stop):
+                    if mailbox.wait_for_news(folder, settings.poll_seconds, stop=stop):
                         on_news()
+        except LoginRefused:
+            mailbox_ok.clear()  # the mailbox job will say so at its next pass
+            on_news()
+            continue
         except TemporaryError as exc:
-            log.warning("IDLE connection lost (%s); reconnecting in %.0f s", exc, delay)
+            if connected:
+                log.warning("IDLE on %s: connection lost (%s); reconnecting in %.0f s",
+                            folder, exc, delay)
+            else:
+                log.warning("IDLE on %s: cannot connect (%s); next try in %.0f s",
+                            folder, exc, delay)
             stop.wait(delay)
             delay = min(delay * 2, 60.0)

@@ -38,6 +38,8 @@ class MailboxSettings:
     security: str = "tls"
     username: str
     password: str = field(default="", repr=False)
+    # Where the password came from, for the error that asks a person to fix it.
+    password_key: str = "mailbox.password_env"
     auth: str = "password"  # or "oauth2"
     oauth2: OAuth2Settings | None = None  # [oauth2] merged with [mailbox.oauth2], when auth=oauth2
     folder: str = "INBOX"
@@ -50,6 +52,7 @@ class MailboxSettings:
     # False: mail already in a folder when mailbot first reads it is imported (recorded, never
     # answered, no deadlines); True: it is answered as if it had just arrived.
     answer_existing: bool = False
+    login_retry_seconds: int = 60  # first wait after a refused login; doubles up to 30 min
 
     @property
     def folders(self) -> tuple[str, ...]:
@@ -66,11 +69,13 @@ class SmtpSettings:
     security: str = "starttls"
     username: str = ""
     password: str = field(default="", repr=False)
+    password_key: str = "smtp.password_env"
     auth: str = "password"  # or "oauth2"
     oauth2: OAuth2Settings | None = None  # [oauth2] merged with [smtp.oauth2], when auth=oauth2
     from_address: str  # the TOML key is "from"
     timeout_seconds: int = 30
     verify_tls: bool = True
+    login_retry_seconds: int = 60
 
     @property
     def from_addr_spec(self) -> str:
@@ -152,21 +157,41 @@ class Settings:
 # Reading the file
 
 
-def load_settings(path: str | Path, environ: Mapping[str, str] | None = None) -> Settings:
-    """Read and validate a config file; raise ConfigError naming the first bad key."""
+# The sections whose secrets (password, or OAuth2 client secret) a command can ask for. A command
+# that does not speak IMAP or SMTP (the case commands, health, ...) loads neither, so it runs
+# where those secrets are not set.
+SERVER_SECRETS = frozenset({"mailbox", "smtp"})
+
+
+def load_settings(
+    path: str | Path,
+    environ: Mapping[str, str] | None = None,
+    *,
+    secrets: frozenset[str] = SERVER_SECRETS,
+) -> Settings:
+    """Read and validate a config file; raise ConfigError naming the first bad key.
+
+    ``secrets`` names the sections (``mailbox``, ``smtp``) whose login secrets are read; the
+    others keep an empty password (and no OAuth2 settings) and need none to be set.
+    """
     env = os.environ if environ is None else environ
     p = Path(path)
     try:
         text = p.read_bytes()
     except FileNotFoundError:
-        raise ConfigError("config", f"a readable TOML file at {str(p)!r}") from None
+        raise ConfigError(
+            "config",
+            f"a config file at {str(p)!r}; copy config.example.toml there and edit it, "
+            "or point at yours with --config PATH (or MAILBOT_CONFIG)",
+        ) from None
     except OSError as exc:
         raise ConfigError("config", f"a readable TOML file ({exc.strerror})", str(p)) from None
     try:
         data = tomllib.loads(text.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError("config", f"valid TOML ({exc})") from None
-    return settings_from_mapping(data, environ=env, base_dir=p.parent, source=str(p))
+    return settings_from_mapping(data, environ=env, base_dir=p.parent, source=str(p),
+                                 secrets=secrets)
 
 
 _KNOWN: dict[str, set[str]] = {
@@ -174,10 +199,11 @@ _KNOWN: dict[str, set[str]] = {
         "host", "port", "security", "username", "password", "password_env", "password_file",
         "folder", "sent_folder", "idle", "poll_seconds", "batch_size", "timeout_seconds",
         "verify_tls", "auth", "oauth2", "answer_existing",
+        "login_retry_seconds",
     },
     "smtp": {
         "host", "port", "security", "username", "password", "password_env", "password_file",
-        "from", "timeout_seconds", "verify_tls", "auth", "oauth2",
+        "from", "timeout_seconds", "verify_tls", "auth", "oauth2", "login_retry_seconds",
     },
     "database": {"url"},
     "team": {"addresses", "domains", "authserv_id", "trust_unauthenticated"},
@@ -201,6 +227,7 @@ def settings_from_mapping(
     environ: Mapping[str, str] | None = None,
     base_dir: Path | None = None,
     source: str = "",
+    secrets: frozenset[str] = SERVER_SECRETS,
 ) -> Settings:
     """Validate an already-parsed TOML document."""
     env = os.environ if environ is None else environ
@@ -215,8 +242,8 @@ def settings_from_mapping(
                 raise ConfigError(f"{section}.{key}", f"one of the keys {sorted(_KNOWN[section])}")
     r = _Reader(data, env, base)
     return Settings(
-        mailbox=_mailbox(r, data),
-        smtp=_smtp(r, data),
+        mailbox=_mailbox(r, data, with_secret="mailbox" in secrets),
+        smtp=_smtp(r, data, with_secret="smtp" in secrets),
         database=DatabaseSettings(url=r.text("database.url", "sqlite:///mailbot.db")),
         team=_team(r),
         policy=_policy(r),
@@ -228,7 +255,7 @@ def settings_from_mapping(
     )
 
 
-def _mailbox(r: _Reader, data: Mapping[str, Any]) -> MailboxSettings:
+def _mailbox(r: _Reader, data: Mapping[str, Any], *, with_secret: bool = True) -> MailboxSettings:
     host = r.text("mailbox.host")
     security = r.choice("mailbox.security", SECURITY_MODES, "tls")
     _check_plain_is_loopback("mailbox", host, security)
@@ -239,9 +266,11 @@ def _mailbox(r: _Reader, data: Mapping[str, Any]) -> MailboxSettings:
         port=r.port("mailbox.port", 993),
         security=security,
         username=username,
-        password=r.secret("mailbox", required=auth == "password"),
+        password=r.secret("mailbox", required=auth == "password") if with_secret else "",
+        password_key=r.secret_key("mailbox"),
         auth=auth,
-        oauth2=_oauth2(r, data, "mailbox", username) if auth == "oauth2" else None,
+        oauth2=(_oauth2(r, data, "mailbox", username)
+                if auth == "oauth2" and with_secret else None),
         folder=r.text("mailbox.folder", "INBOX"),
         sent_folder=r.text("mailbox.sent_folder", "Sent", allow_empty=True),
         idle=r.boolean("mailbox.idle", True),
@@ -250,10 +279,11 @@ def _mailbox(r: _Reader, data: Mapping[str, Any]) -> MailboxSettings:
         timeout_seconds=r.integer("mailbox.timeout_seconds", 30, minimum=1),
         verify_tls=r.boolean("mailbox.verify_tls", True),
         answer_existing=r.boolean("mailbox.answer_existing", False),
+        login_retry_seconds=r.integer("mailbox.login_retry_seconds", 60, minimum=1),
     )
 
 
-def _smtp(r: _Reader, data: Mapping[str, Any]) -> SmtpSettings:
+def _smtp(r: _Reader, data: Mapping[str, Any], *, with_secret: bool = True) -> SmtpSettings:
     host = r.text("smtp.host")
     security = r.choice("smtp.security", SECURITY_MODES, "starttls")
     _check_plain_is_loopback("smtp", host, security)
@@ -270,12 +300,14 @@ def _smtp(r: _Reader, data: Mapping[str, Any]) -> SmtpSettings:
         port=r.port("smtp.port", 587),
         security=security,
         username=username,
-        password=r.secret("smtp", required=False),
+        password=r.secret("smtp", required=False) if with_secret else "",
+        password_key=r.secret_key("smtp"),
         auth=auth,
-        oauth2=_oauth2(r, data, "smtp", username) if auth == "oauth2" else None,
+        oauth2=_oauth2(r, data, "smtp", username) if auth == "oauth2" and with_secret else None,
         from_address=sender,
         timeout_seconds=r.integer("smtp.timeout_seconds", 30, minimum=1),
         verify_tls=r.boolean("smtp.verify_tls", True),
+        login_retry_seconds=r.integer("smtp.login_retry_seconds", 60, minimum=1),
     )
 
 
@@ -502,6 +534,21 @@ class _Reader:
         if not isinstance(value, list):
             raise ConfigError(key, "a list of dates such as [\"2026-12-25\"]", value)
         return [_as_date(key, v) for v in value]
+
+    def secret_key(self, section: str, prefix: str = "password") -> str:
+        """The key a secret is read from, as ``secret`` picks it: for messages that say what to fix.
+
+        ``mailbox.password_env (MAILBOT_IMAP_PASSWORD)``, ``smtp.password_file``, ...
+        """
+        env_name = self.raw(f"{section}.{prefix}_env")
+        if env_name and (env_name in self._env or not (
+                self.raw(f"{section}.{prefix}_file") or self.raw(f"{section}.{prefix}"))):
+            return f"{section}.{prefix}_env ({env_name})"
+        if self.raw(f"{section}.{prefix}_file"):
+            return f"{section}.{prefix}_file"
+        if self.raw(f"{section}.{prefix}") is not None:
+            return f"{section}.{prefix}"
+        return f"{section}.{prefix}_env"
 
     def secret(self, section: str, *, required: bool = True, prefix: str = "password") -> str:
         """``<prefix>_env`` names a variable, ``<prefix>_file`` a file, ``<prefix>`` is inline."""

@@ -3,6 +3,11 @@
 A stop lets the job in hand finish (the message in hand is committed or rolled back whole), then
 exits 0. APScheduler's own shutdown would cancel a running coroutine job, so jobs run under a lock
 and the stop waits for that lock before shutting the scheduler down.
+
+Failures come in two kinds. Weather (a server down, a dropped connection) is retried soon, with a
+short backoff, at WARNING. A refused login is a person's job: see ``mailbot.health.logins``. In
+both cases the job's next run is moved to the end of the wait, so the wait that is logged is the
+wait that happens.
 """
 
 from __future__ import annotations
@@ -10,13 +15,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from mailbot.app import App, idle_watch
 from mailbot.deadlines.watch import digest_due
-from mailbot.errors import MailbotError, TemporaryError
+from mailbot.errors import LoginRefused, MailbotError, SmtpLoginRefused, TemporaryError
+from mailbot.health.logins import RefusedLogins
 
 log = logging.getLogger("mailbot.daemon")
 
@@ -34,7 +40,11 @@ class Daemon:
             timezone=UTC,
         )
         self._mailbox_failures = 0
-        self._skip_mailbox_until = 0.0
+        self._not_before = {"mailbox": 0.0, "outbox": 0.0}  # loop time before which a job waits
+        self.imap_login = RefusedLogins(app, "imap", app.settings.mailbox.login_retry_seconds)
+        self.smtp_login = RefusedLogins(app, "smtp", app.settings.smtp.login_retry_seconds)
+        # Set once this instance has read the mailbox; the IDLE watchers connect only then.
+        self.mailbox_ok = threading.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
@@ -48,11 +58,14 @@ class Daemon:
                                id="deadlines", next_run_time=now)
         self.scheduler.start()
         idle_stop = threading.Event()
-        idle_task = None
+        idle_tasks = []
         if settings.mailbox.idle:
-            idle_task = asyncio.create_task(asyncio.to_thread(
-                idle_watch, self.app, idle_stop,
-                lambda: loop.call_soon_threadsafe(self.wake, "mailbox")))
+            # One connection per folder: IDLE watches the selected folder only, and a team reply
+            # sent from the shared mailbox lands in the Sent folder, not the inbox.
+            idle_tasks = [asyncio.create_task(asyncio.to_thread(
+                idle_watch, self.app, folder, idle_stop,
+                lambda: loop.call_soon_threadsafe(self.wake, "mailbox"), self.mailbox_ok))
+                for folder in settings.mailbox.folders]
         log.info("mailbot running: mailbox %s@%s, folders %s", settings.mailbox.username,
                  settings.mailbox.host, ", ".join(settings.mailbox.folders))
         await stop.wait()
@@ -62,43 +75,82 @@ class Daemon:
         for lock in self.busy.values():
             await lock.acquire()
         self.scheduler.shutdown(wait=False)
-        if idle_task is not None:
-            await idle_task
+        for task in idle_tasks:
+            await task
         self.app.close()
         log.info("stopped cleanly")
 
     def wake(self, job_id: str) -> None:
+        """Run ``job_id`` now, unless it is waiting out a backoff."""
         job = self.scheduler.get_job(job_id)
-        if job is not None and self.scheduler.running:
-            job.modify(next_run_time=datetime.now(UTC))
+        if job is None or not self.scheduler.running:
+            return
+        if asyncio.get_running_loop().time() < self._not_before.get(job_id, 0.0):
+            return
+        job.modify(next_run_time=datetime.now(UTC))
+
+    def _postpone(self, job_id: str, seconds: float) -> None:
+        """The job's next run is in ``seconds``, not at its next interval nor at a wake-up."""
+        self._not_before[job_id] = asyncio.get_running_loop().time() + seconds
+        job = self.scheduler.get_job(job_id)
+        if job is not None:
+            job.modify(next_run_time=datetime.now(UTC) + timedelta(seconds=seconds))
+
+    def _waiting(self, job_id: str) -> bool:
+        return asyncio.get_running_loop().time() < self._not_before.get(job_id, 0.0)
 
     async def mailbox_job(self) -> None:
-        loop = asyncio.get_running_loop()
-        if loop.time() < self._skip_mailbox_until:
+        if self._waiting("mailbox"):
             return
         async with self.busy["mailbox"]:
+            await self._beat()
             try:
                 report = await asyncio.to_thread(self.app.read_mailbox)
-                await asyncio.to_thread(self.app.beat)  # healthy = the mailbox was read recently
+            except LoginRefused as exc:
+                self.mailbox_ok.clear()
+                delay = await asyncio.to_thread(self.imap_login.refused, exc)
+                self._postpone("mailbox", delay)
+                self.wake("outbox")  # the alert to on-call
+                return
             except TemporaryError as exc:
+                self.mailbox_ok.clear()
                 self._mailbox_failures += 1
                 delay = min(2 ** self._mailbox_failures, MAX_BACKOFF_SECONDS)
-                self._skip_mailbox_until = loop.time() + delay
+                self._postpone("mailbox", delay)
                 log.warning("mailbox pass failed (%s); next try in %d s", _one_line(exc), delay)
                 return
             except MailbotError:
                 log.exception("mailbox pass failed")
                 return
             self._mailbox_failures = 0
+            if self.app.leader.held:
+                await asyncio.to_thread(self.imap_login.accepted)
+                self.mailbox_ok.set()
         if report.opened or report.added or report.quarantined:
             self.wake("outbox")
 
+    async def _beat(self) -> None:
+        """This host's daemon is alive (``mailbot health``), whether or not it reads the mailbox."""
+        try:
+            await asyncio.to_thread(self.app.beat)
+        except TemporaryError as exc:
+            log.debug("no heartbeat: %s", exc)
+
     async def outbox_job(self) -> None:
+        if self._waiting("outbox"):
+            return
         async with self.busy["outbox"]:
             try:
-                await self.app.drain_outbox()
+                report = await self.app.drain_outbox()
+            except SmtpLoginRefused as exc:
+                delay = await asyncio.to_thread(self.smtp_login.refused, exc)
+                self._postpone("outbox", delay)
+                return
             except TemporaryError as exc:
                 log.warning("outbox drain failed: %s", _one_line(exc))
+                return
+            if report.sent or report.retried or report.failed:  # the server let us in
+                await asyncio.to_thread(self.smtp_login.accepted)
 
     async def deadlines_job(self) -> None:
         async with self.busy["deadlines"]:

@@ -6,11 +6,16 @@
     ├── InstanceLockedError    another mailbot already serves this database or mailbox
     ├── TemporaryError         try again later; nothing is lost
     │   ├── MailboxUnavailable     IMAP connection, login or command failed
+    │   │   └── MailboxLoginRefused    the IMAP server (or the token provider) refused our
+    │   │                              credentials                               (+ LoginRefused)
     │   ├── SmtpTemporaryError     SMTP 4xx, timeout, connection refused
+    │   │   └── SmtpLoginRefused       the same for SMTP                         (+ LoginRefused)
     │   ├── DatabaseUnavailable    the database could not be reached
     │   └── TokenUnavailable       no OAuth2 access token (names the [oauth2] key to look at)
-    └── PermanentError         retrying will not help
-        └── SmtpPermanentError     SMTP 5xx
+    ├── PermanentError         retrying will not help
+    │   └── SmtpPermanentError     SMTP 5xx
+    └── LoginRefused           mixin: a server refused our credentials; a person must fix the
+                               config key it names (retried slowly, so as not to lock the account)
 
 Library errors are translated at the edge that calls the library (``raise X(...) from exc``), so the
 core only ever sees these classes and can tell temporary failures from permanent ones.
@@ -57,6 +62,35 @@ class SmtpTemporaryError(TemporaryError):
 
     def __init__(self, message: str, code: int | None = None) -> None:
         super().__init__(message)
+        self.code = code
+
+
+class LoginRefused(MailbotError):
+    """A server refused mailbot's credentials: not weather, a person has to fix ``key``.
+
+    Also a TemporaryError through its concrete classes (nothing is lost, the work waits), but the
+    daemon retries it slowly and says so at ERROR level once, since every try counts towards the
+    account lockout many providers apply after repeated failed logins.
+    """
+
+    def __init__(self, message: str, *, service: str, key: str) -> None:
+        super().__init__(message)
+        self.service = service  # "imap" | "smtp"
+        self.key = key  # the config key(s) to fix, e.g. "mailbox.password_env"
+
+
+class MailboxLoginRefused(MailboxUnavailable, LoginRefused):
+    """The IMAP server answered LOGIN (or AUTHENTICATE) with NO, or no token could be had."""
+
+    def __init__(self, message: str, *, key: str) -> None:
+        LoginRefused.__init__(self, message, service="imap", key=key)
+
+
+class SmtpLoginRefused(SmtpTemporaryError, LoginRefused):
+    """The SMTP server refused AUTH (535 and the like), or no token could be had."""
+
+    def __init__(self, message: str, *, key: str, code: int | None = None) -> None:
+        LoginRefused.__init__(self, message, service="smtp", key=key)
         self.code = code
 
 

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from mailbot.cases.models import Message, Outbox
 from mailbot.clock import Clock
-from mailbot.errors import SmtpPermanentError, SmtpTemporaryError
+from mailbot.errors import SmtpLoginRefused, SmtpPermanentError, SmtpTemporaryError
 from mailbot.mail.smtp import Transport
 from mailbot.store import Database, sending_lock
 
@@ -157,7 +157,10 @@ async def _drain(
                         row.sent_at = clock.now()
                         row.attempts += 1
                         report.sent += 1
-                        log.info("sent %s %s for %s", row.kind, row.message_id, row.case_id)
+                        log.info("sent %s %s for %s", row.kind, row.message_id,
+                                 row.case_id or "no case")
+    except SmtpLoginRefused:
+        raise  # a person must fix the credentials: the caller says so, loudly and once
     except SmtpTemporaryError as exc:
         connection_lost = exc
     if connection_lost is not None:

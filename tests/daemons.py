@@ -81,8 +81,13 @@ def write_config(
     database_url: str,
     *,
     name: str = "mailbot.toml",
+    extra: dict[str, dict[str, object]] | None = None,
 ) -> Path:
-    """A config file as an operator writes it; secrets in files beside it, never inline."""
+    """A config file as an operator writes it; secrets in files beside it, never inline.
+
+    ``extra`` adds keys to sections (``{"mailbox": {"login_retry_seconds": 1}}``); an SMTP
+    password in ``smtp`` goes to a file beside the config as well.
+    """
     (directory / "imap-password").write_text(mailbox.password + "\n")
     (directory / "token-key").write_text("test-token-key\n")
     sections: dict[str, dict[str, object]] = {
@@ -117,6 +122,11 @@ def write_config(
         "oncall": {"addresses": [ONCALL]},
         "secrets": {"token_key_file": "token-key"},
     }
+    if smtp.password:
+        (directory / "smtp-password").write_text(smtp.password + "\n")
+        sections["smtp"].update(username=smtp.username, password_file="smtp-password")
+    for section, values in (extra or {}).items():
+        sections.setdefault(section, {}).update(values)
     lines = []
     for section, values in sections.items():
         lines.append(f"[{section}]")

@@ -26,7 +26,7 @@ from imapclient import IMAPClient
 from imapclient.exceptions import LoginError
 
 from mailbot.config import MailboxSettings
-from mailbot.errors import MailboxUnavailable, TokenUnavailable
+from mailbot.errors import MailboxLoginRefused, MailboxUnavailable, TokenUnavailable
 from mailbot.mail.credentials import Credentials, Login, PasswordCredentials
 from mailbot.mail.mailbox import FolderState, Mailbox
 from mailbot.mail.message import FetchedMessage
@@ -112,7 +112,7 @@ class ImapMailbox:
             _quiet_imaplib(client)
             if s.security == "starttls":
                 client.starttls(self._ssl_context())
-            mechanism = self._log_in(client)
+            mechanism = self._log_in_or_refuse(client)
             self._idle_supported = bool(client.has_capability("IDLE"))
         log.info(
             "connected to %s (%s) as %s%s; IDLE %s",
@@ -124,6 +124,29 @@ class ImapMailbox:
         )
 
     # -- logging in: LOGIN with a password, or AUTHENTICATE with an OAuth2 token -------------
+
+    def _log_in_or_refuse(self, client: Any) -> str:
+        """``_log_in``; a refusal is MailboxLoginRefused (a person must fix the config named in
+        it), not weather. A link that broke during LOGIN, or a server that says "later"
+        (RFC 5530 UNAVAILABLE and the like), stays an ordinary failure."""
+        try:
+            return self._log_in(client)
+        except LoginError as exc:
+            if isinstance(exc.__context__, imaplib.IMAP4.abort) or _temporary_refusal(exc):
+                raise
+            self._drop()
+            reason = _reason(exc).removeprefix("login failed: ").rstrip(". ")
+            reason = reason.removeprefix("authenticate failed: ")
+            for secret in self._secrets:
+                reason = reason.replace(secret, "***")
+            s = self.settings
+            if s.auth == "oauth2":  # the reason ends with the credentials' hint already
+                key = self.credentials.refusal_hint
+                text = f"IMAP login refused by {self.where} for {s.username}: {reason}"
+            else:
+                key = f"mailbox.username / {s.password_key}"
+                text = f"IMAP login refused by {self.where} for {s.username}: {reason}; fix {key}"
+            raise MailboxLoginRefused(text, key=key) from exc
 
     def _log_in(self, client: Any) -> str:
         """Log in as the credentials say; a refused token is replaced once and tried again.
@@ -157,8 +180,10 @@ class ImapMailbox:
             login = self.credentials.login()
         except TokenUnavailable as exc:
             self._drop()
-            raise MailboxUnavailable(
-                f"IMAP login at {self.where} as {self.settings.username}: {exc}") from exc
+            text = f"IMAP login at {self.where} as {self.settings.username}: {exc}"
+            if exc.code:  # the provider refused: its answer names what to fix
+                raise MailboxLoginRefused(text, key=exc.key) from exc
+            raise MailboxUnavailable(text) from exc
         self._secrets = {x for x in (self.settings.password, login.secret) if x}
         return login
 
@@ -536,6 +561,14 @@ def _reason(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     quoted = _BYTES_REPR.fullmatch(text)
     return quoted.group(2) if quoted else text
+
+
+# RFC 5530 codes that say "later", not "wrong credentials".
+_TEMPORARY_CODES = ("[UNAVAILABLE]", "[INUSE]", "[SERVERBUG]", "[LIMIT]")
+
+
+def _temporary_refusal(exc: BaseException) -> bool:
+    return any(code in str(exc).upper() for code in _TEMPORARY_CODES)
 
 
 def _quiet_imaplib(client: Any) -> None:

@@ -23,7 +23,12 @@ from typing import Any, Protocol
 import aiosmtplib
 
 from mailbot.config import SmtpSettings
-from mailbot.errors import SmtpPermanentError, SmtpTemporaryError, TokenUnavailable
+from mailbot.errors import (
+    SmtpLoginRefused,
+    SmtpPermanentError,
+    SmtpTemporaryError,
+    TokenUnavailable,
+)
 from mailbot.mail.credentials import SASL_ABORT, Credentials, Login, sasl_initial_response
 
 log = logging.getLogger("mailbot.smtp")
@@ -98,9 +103,14 @@ async def _connect(client: aiosmtplib.SMTP, s: SmtpSettings) -> None:
     except aiosmtplib.SMTPAuthenticationError as exc:
         # Not the message's fault: it stays queued until the operator fixes the credentials.
         await _quit_quietly(client)
-        raise SmtpTemporaryError(
-            f"SMTP login as {s.username!r} refused by {where} ({exc.code} {exc.message}); "
-            "check smtp.username and the password",
+        if 400 <= exc.code < 500:  # 454 "temporary authentication failure": weather
+            raise SmtpTemporaryError(
+                f"SMTP login as {s.username!r} at {where} failed for now: "
+                f"{exc.code} {exc.message}", code=exc.code) from exc
+        raise SmtpLoginRefused(
+            f"SMTP login refused by {where} for {s.username}: {exc.code} {exc.message}; "
+            f"fix smtp.username or {s.password_key}",
+            key=f"smtp.username / {s.password_key}",
             code=exc.code,
         ) from exc
     except aiosmtplib.SMTPResponseException as exc:
@@ -131,6 +141,8 @@ async def _log_in_with_token(client: aiosmtplib.SMTP, credentials: Credentials,
             login = await asyncio.to_thread(credentials.login)  # may ask the provider (HTTP)
         except TokenUnavailable as exc:
             await _quit_quietly(client)
+            if exc.code:  # the provider refused: its answer names what to fix
+                raise SmtpLoginRefused(f"SMTP login at {where}: {exc}", key=exc.key) from exc
             raise SmtpTemporaryError(f"SMTP login at {where}: {exc}") from exc
         try:
             code, message = await _sasl(client, login)
@@ -147,11 +159,11 @@ async def _log_in_with_token(client: aiosmtplib.SMTP, credentials: Credentials,
             continue
         await _quit_quietly(client)
         # Not the message's fault: it stays queued until a token is accepted.
-        raise SmtpTemporaryError(
-            f"SMTP server {where} refused the access token for {login.username!r} "
-            f"({code} {_scrubbed(message, login)}); {credentials.refusal_hint}",
-            code=code,
-        )
+        text = (f"SMTP server {where} refused the access token for {login.username!r} "
+                f"({code} {_scrubbed(message, login)}); {credentials.refusal_hint}")
+        if 500 <= code < 600:
+            raise SmtpLoginRefused(text, key=credentials.refusal_hint, code=code)
+        raise SmtpTemporaryError(text, code=code)
 
 
 async def _sasl(client: aiosmtplib.SMTP, login: Login) -> tuple[int, str]:

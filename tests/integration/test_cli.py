@@ -132,6 +132,31 @@ def test_run_once_then_cases_list_and_show_speak_the_json_contract(
     assert acked["assessment_due"] is not None
 
 
+def test_case_commands_and_health_run_without_the_mailbox_and_smtp_secrets(
+    tmp_path: Path, imap_account: ImapAccount, smtp_sink: SmtpSink,
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TEST_IMAP_PASSWORD", imap_account.password)
+    config = write_config(tmp_path, imap_port=imap_account.imap_port, smtp_port=smtp_sink.port,
+                          username=imap_account.username)
+    assert imap_account.server is not None
+    imap_account.server.deliver(imap_account, factories.message(message_id="<cli-s@r.example>"))
+    assert main(["--config", str(config), "run", "--once"]) == 0
+    capsys.readouterr()
+
+    # On on-call's machine: the config and the database, no IMAP password.
+    monkeypatch.delenv("TEST_IMAP_PASSWORD")
+    assert main(["--config", str(config), "cases", "list", "--json"]) == 0
+    [case] = json.loads(capsys.readouterr().out)
+    assert main(["--config", str(config), "cases", "show", case["id"]]) == 0
+    assert main(["--config", str(config), "cases", "ack", case["id"]]) == 0
+    assert main(["--config", str(config), "health"]) == 1  # no daemon ran: red, but it runs
+    assert "mailbox: read by" in capsys.readouterr().out  # `run --once` read it
+    # What does speak IMAP still wants the password, and says which key.
+    assert main(["--config", str(config), "run", "--once"]) == 2
+    assert "mailbox.password_env" in capsys.readouterr().err
+
+
 def test_ingest_reads_eml_and_mbox_files_and_twice_changes_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

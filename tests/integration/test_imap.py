@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from mailbot.errors import MailboxUnavailable
+from mailbot.errors import MailboxLoginRefused, MailboxUnavailable
 from mailbot.mail.imap import ImapMailbox
 from mailbot.mail.message import FetchedMessage
 from tests.servers import free_port
@@ -382,18 +382,21 @@ def test_certificate_verification_rejects_an_untrusted_certificate(
     assert not mb.connected
 
 
-def test_a_bad_password_raises_mailbox_unavailable_without_showing_it(
+def test_a_bad_password_is_a_refused_login_naming_the_key_without_showing_it(
     imap_account: ImapAccount, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     wrong = "wrong-" + imap_account.password
-    mb = ImapMailbox(imap_account.mailbox_settings(password=wrong))
+    mb = ImapMailbox(imap_account.mailbox_settings(password=wrong,
+                                                   password_key="mailbox.password_file"))
 
-    with pytest.raises(MailboxUnavailable) as failure:
+    with pytest.raises(MailboxLoginRefused) as failure:
         mb.connect()
 
+    assert isinstance(failure.value, MailboxUnavailable)  # nothing is lost: mail waits
     assert imap_account.username in str(failure.value)
-    assert "connect" in str(failure.value)
+    assert "login refused" in str(failure.value)
+    assert failure.value.key == "mailbox.username / mailbox.password_file"
     assert wrong not in str(failure.value) and wrong not in caplog.text
     assert not mb.connected
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 
 from mailbot.config import SmtpSettings
-from mailbot.errors import SmtpPermanentError, SmtpTemporaryError
+from mailbot.errors import SmtpLoginRefused, SmtpPermanentError, SmtpTemporaryError
 from mailbot.mail.compose import compose
 from mailbot.mail.smtp import SmtpTransport
 from tests.servers.smtp_sink import SinkFactory, SmtpSink
@@ -247,14 +247,16 @@ def test_no_login_without_a_username(smtp_sink_factory: SinkFactory) -> None:
     assert sink.wait_for(1)[0].login is None
 
 
-def test_a_refused_login_is_temporary_and_says_so(smtp_sink_factory: SinkFactory) -> None:
+def test_a_refused_login_is_a_login_refusal_naming_the_key(smtp_sink_factory: SinkFactory) -> None:
     sink = smtp_sink_factory(security="starttls", users={"mailbot": "s3cret"})
 
-    with pytest.raises(SmtpTemporaryError) as caught:
+    with pytest.raises(SmtpLoginRefused) as caught:
         send_all(sink.smtp_settings(password="wrong"), [one(0)])
 
+    assert isinstance(caught.value, SmtpTemporaryError)  # the mail stays queued meanwhile
     assert caught.value.code == 535
-    assert "smtp.username" in str(caught.value)
+    assert caught.value.key == "smtp.username / smtp.password_env"
+    assert "login refused" in str(caught.value)
     assert "wrong" not in str(caught.value)
 
 

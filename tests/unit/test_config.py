@@ -134,5 +134,25 @@ def test_invalid_toml_is_a_config_error(tmp_path: Path) -> None:
 
 
 def test_a_missing_file_is_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="readable TOML file"):
+    with pytest.raises(ConfigError, match=r"copy config\.example\.toml .*--config PATH"):
         load_settings(tmp_path / "nope.toml")
+
+
+def test_settings_without_server_secrets_need_no_password_set() -> None:
+    data = with_values(smtp={"username": "bot", "password_env": "SMTP_PW"})
+    with pytest.raises(ConfigError, match=r"mailbox\.password_env"):
+        settings_from_mapping(data, environ={})
+    settings = settings_from_mapping(data, environ={}, secrets=frozenset())
+    assert settings.mailbox.password == "" and settings.smtp.password == ""
+    only_smtp = settings_from_mapping(data, environ={"SMTP_PW": "p"}, secrets=frozenset({"smtp"}))
+    assert only_smtp.smtp.password == "p" and only_smtp.mailbox.password == ""
+
+
+def test_the_settings_remember_which_key_holds_each_password(tmp_path: Path) -> None:
+    settings = settings_from_mapping(MINIMAL, environ=ENV)
+    assert settings.mailbox.password_key == "mailbox.password_env (IMAP_PW)"
+    (tmp_path / "pw").write_text("x")
+    from_file = settings_from_mapping(
+        with_values(mailbox={"password_env": None, "password_file": "pw"}),
+        environ={}, base_dir=tmp_path)
+    assert from_file.mailbox.password_key == "mailbox.password_file"
