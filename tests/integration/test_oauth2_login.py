@@ -287,6 +287,8 @@ def test_no_token_or_secret_reaches_a_log_line_or_an_error(
     setup: Setup, token_sink: SmtpSink, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)  # everything, imapclient's protocol trace included
+    # ...even when an earlier test in this process ran the CLI, which quiets imapclient.
+    caplog.set_level(logging.DEBUG, logger="imapclient")
     refresh = setup.refresh_token_file.read_text().strip()
     cache = setup.cache()
     credentials = setup.credentials(cache)
