@@ -264,8 +264,7 @@ def test_ingest_goes_on_past_a_message_that_breaks_intake(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from mailbot.intake import pipeline
-
-    real_classify = pipeline.classify
+    from mailbot.intake.classify import classify as real_classify
 
     def exploding_classify(msg: object, folder: str, settings: object) -> object:
         if "poison" in getattr(msg, "subject", ""):

@@ -14,6 +14,7 @@ from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import default as default_policy
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -66,7 +67,7 @@ def make_settings(
     smtp: SmtpSettings | None = None,
     oncall: OncallSettings = ROTATION,
     team: tuple[str, ...] = (ALICE,),
-    **policy: object,
+    **policy: Any,
 ) -> Settings:
     return Settings(
         mailbox=MailboxSettings(

@@ -37,7 +37,11 @@ def flatten(batches: Iterator[list[FetchedMessage]]) -> list[FetchedMessage]:
 
 
 def later(seconds: float, action: Callable[[], object]) -> threading.Thread:
-    thread = threading.Thread(target=lambda: (time.sleep(seconds), action()), daemon=True)
+    def act() -> None:
+        time.sleep(seconds)
+        action()
+
+    thread = threading.Thread(target=act, daemon=True)
     thread.start()
     return thread
 

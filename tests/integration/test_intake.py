@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from email import message_from_bytes
 from email.policy import default as default_policy
 from pathlib import Path
@@ -19,7 +20,7 @@ from tests.servers.smtp_sink import SmtpSink
 
 
 @pytest.fixture
-def bot(tmp_path: Path, imap_account: ImapAccount, smtp_sink: SmtpSink) -> App:
+def bot(tmp_path: Path, imap_account: ImapAccount, smtp_sink: SmtpSink) -> Iterator[App]:
     app = factories.app(
         factories.settings(tmp_path, imap_account.mailbox_settings(), smtp_sink.smtp_settings())
     )
@@ -85,7 +86,7 @@ def test_twenty_reports_become_twenty_cases_with_one_threaded_receipt_each(
     assert len(smtp_sink.received) == 20
 
 
-AUTOMATIC = {
+AUTOMATIC: dict[str, dict[str, str | None]] = {
     "out-of-office": {"Auto-Submitted": "auto-replied", "Subject": None},
     "precedence-bulk": {"Precedence": "bulk"},
     "mailing-list": {
@@ -251,8 +252,7 @@ def test_a_message_that_breaks_intake_is_retried_then_quarantined_and_the_rest_g
     bot: App, imap_account: ImapAccount, smtp_sink: SmtpSink, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from mailbot.intake import pipeline
-
-    real_classify = pipeline.classify
+    from mailbot.intake.classify import classify as real_classify
 
     def exploding_classify(msg: Any, folder: str, settings: Any) -> Any:
         if "poison" in msg.subject:

@@ -12,6 +12,7 @@ import logging
 import stat
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -306,9 +307,11 @@ def test_no_token_or_secret_reaches_a_log_line_or_an_error(
     setup.provider.revoke_all()
     setup.provider.outage = 400
     errors = []
-    for attempt in (lambda: ImapMailbox(setup.mailbox_settings(),
-                                        credentials=credentials).connect(),
-                    lambda: asyncio.run(send())):
+    attempts: list[Callable[[], object]] = [
+        lambda: ImapMailbox(setup.mailbox_settings(), credentials=credentials).connect(),
+        lambda: asyncio.run(send()),
+    ]
+    for attempt in attempts:
         with pytest.raises((MailboxUnavailable, SmtpTemporaryError)) as raised:
             attempt()
         errors.append(str(raised.value))

@@ -100,7 +100,7 @@ def test_a_forged_or_expired_session_cookie_is_refused(site: Site) -> None:
 
     expired_signer = URLSafeTimedSerializer(SESSION_KEY.encode(), salt="mailbot.web.session")
     signer = expired_signer.make_signer()
-    signer.get_timestamp = lambda: int(time.time()) - 9 * 3600  # type: ignore[method-assign]
+    signer.get_timestamp = lambda: int(time.time()) - 9 * 3600  # type: ignore[attr-defined]
     expired = signer.sign(expired_signer.dump_payload({"u": USER, "c": "x"})).decode()
     def board_with(cookie: str) -> int:
         with httpx.Client(base_url=site.web.url, timeout=10, cookies={"mailbot": cookie}) as c:

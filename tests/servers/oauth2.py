@@ -255,6 +255,8 @@ class TokenAuthority:
         if assertion is not None:
             key = self.client_certs.get(client_id)
             try:
+                if key is None:
+                    raise TypeError(f"no certificate for {client_id}")
                 jwt.decode(assertion, key, algorithms=["RS256", "PS256"],
                            audience=f"{self.url}/{tenant}/oauth2/v2.0/token")
             except (jwt.PyJWTError, TypeError):

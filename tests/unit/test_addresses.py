@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from types import FrameType
+from typing import Any
 
 import pytest
 
@@ -108,7 +108,7 @@ def _lines_run(value: str) -> int:
     count = 0
     module = parse_addresses.__code__.co_filename
 
-    def tracer(frame: FrameType, event: str, arg: object) -> Callable[..., object] | None:
+    def tracer(frame: FrameType, event: str, arg: Any) -> Any:
         nonlocal count
         if frame.f_code.co_filename != module:
             return None

@@ -22,7 +22,7 @@ ENV = {"IMAP_PW": "s3cret"}
 
 
 def with_values(**sections: dict[str, object]) -> dict[str, dict[str, object]]:
-    data = {name: dict(values) for name, values in MINIMAL.items()}
+    data: dict[str, dict[str, object]] = {name: dict(values) for name, values in MINIMAL.items()}
     for name, values in sections.items():
         data.setdefault(name, {}).update(values)
     return data
