@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from mailbot.app import idle_watch
 from mailbot.clock import FixedClock
 from mailbot.config import MailboxSettings, SmtpSettings
 from mailbot.errors import MailboxUnavailable, SmtpTemporaryError
@@ -192,6 +193,38 @@ def test_a_long_session_logs_in_again_before_its_token_runs_out(
     assert setup.provider.grants == ["refresh_token"] * 2
     assert len(setup.provider.introspections) == 2  # a second login, with the new token
     assert setup.provider.refusals() == 0
+
+
+def test_the_idle_watcher_logs_in_again_before_its_token_runs_out(
+    setup: Setup, token_sink: SmtpSink, tmp_path: Path
+) -> None:
+    settings = factories.settings(tmp_path, setup.mailbox_settings(),
+                                  setup.smtp_settings(token_sink))
+    app = factories.app(settings)
+    clock = FixedClock(datetime.now(UTC))
+    app.credentials = edge_credentials(settings, clock=clock)
+    stop, mailbox_ok = threading.Event(), threading.Event()
+    mailbox_ok.set()  # as after a good pass of the mailbox job
+    watcher = threading.Thread(target=idle_watch,
+                               args=(app, "INBOX", stop, lambda: None, mailbox_ok))
+    watcher.start()
+    try:
+        _wait_until(lambda: len(setup.provider.introspections) == 1)
+        clock.advance(timedelta(minutes=56))  # the token expires in 4 minutes
+        _wait_until(lambda: len(setup.provider.introspections) == 2)
+    finally:
+        stop.set()
+        watcher.join(timeout=10)
+        app.close()
+    assert setup.provider.grants == ["refresh_token"] * 2
+    assert setup.provider.refusals() == 0
+
+
+def _wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.02)
 
 
 def test_a_token_revoked_mid_run_is_refreshed_once_and_the_pass_completes(
