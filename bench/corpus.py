@@ -17,7 +17,7 @@ from email.utils import format_datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_CORPUS = REPO / ".." / "shared" / "corpus"
+DEFAULT_CORPUS = REPO / "tests" / "data" / "corpus"
 MANIFEST = "MANIFEST.tsv"
 NOT_MAIL = {".md", ".tsv"}
 NOT_MAIL_NAMES = ("license", "copying", "readme")

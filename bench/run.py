@@ -64,7 +64,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--corpus",
         type=Path,
         default=DEFAULT_CORPUS,
-        help="folder of real messages (default: ../shared/corpus next to the repo); "
+        help="folder of real messages (default: the repository's tests/data/corpus); "
         "without it the backlog uses generated reports",
     )
     p.add_argument("--backlog", type=int, help="the largest backlog (the smallest is a quarter)")

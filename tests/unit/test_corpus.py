@@ -1,7 +1,8 @@
-"""Every message of the shared third-party corpus goes through parsing and every rule unharmed.
+"""Every message of the real-mail corpus goes through parsing and every rule unharmed.
 
-The corpus (real bounces, spam, MIME torture tests, broken mail; see its SOURCES.md) lives next
-to the repository and is not part of it; without it these tests are skipped.
+The corpus (real bounces, spam, MIME torture tests, broken mail) is part of the repository, in
+``tests/data/corpus/``; its SOURCES.md names where each folder comes from and under which licence,
+and its MANIFEST.tsv lists every message with its origin.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from mailbot.intake.rules import (
 from mailbot.mail.message import Address, InboundMessage
 from mailbot.mail.parse import dedupe_key, header_block_sender, parse_message
 
-CORPUS = Path(__file__).resolve().parents[2] / ".." / "shared" / "corpus"
-NOT_MESSAGES = {"SOURCES.md", "PARSE_REPORT.md", "MANIFEST.tsv"}
+TESTS = Path(__file__).resolve().parents[1]
+CORPUS = TESTS / "data" / "corpus"
 TEAM = TeamSettings(
     addresses=("kijitora@example.jp",),
     domains=("example.com", "example.jp"),
@@ -30,22 +31,35 @@ TEAM = TeamSettings(
 )
 
 
-def corpus_files() -> list[Path]:
-    if not CORPUS.is_dir():
-        return []
-    return sorted(p for p in CORPUS.rglob("*") if p.is_file() and p.name not in NOT_MESSAGES)
+def manifest() -> list[str]:
+    rows = (CORPUS / "MANIFEST.tsv").read_text(encoding="utf-8").splitlines()
+    assert rows[0].split("\t")[:3] == ["file", "source_repo", "source_path"]
+    return [row.split("\t", 1)[0] for row in rows[1:] if row.strip()]
 
 
-FILES = corpus_files()
-needs_corpus = pytest.mark.skipif(not FILES, reason=f"no message corpus at {CORPUS}")
+FILES = [CORPUS / name for name in manifest()]
 
 
-@needs_corpus
-def test_the_corpus_holds_hundreds_of_messages() -> None:
-    assert len(FILES) > 300
+def test_the_corpus_travels_with_the_code() -> None:
+    # Every message listed is there, and every file there is listed or is documentation.
+    on_disk = {str(p.relative_to(CORPUS)) for p in CORPUS.rglob("*") if p.is_file()}
+    documents = {"SOURCES.md", "MANIFEST.tsv"} | {
+        n for n in on_disk if n.startswith("LICENSES/")}
+    assert len(FILES) > 200
+    assert on_disk - documents == set(manifest())
 
 
-@needs_corpus
+def test_only_permissively_licensed_folders_are_in_the_corpus() -> None:
+    folders = {name.split("/", 1)[0] for name in manifest()}
+    assert folders == {
+        "sisimai-set-of-emails", "spamscope-mail-parser", "mailgun-flanker",
+        "apache-spamassassin", "apache-james-mime4j", "stalwart-mail-parser-eml"}
+    assert not [n for n in manifest() if "/mimetools-testmsgs/" in n or "/legacy/" in n]
+    sources = (CORPUS / "SOURCES.md").read_text(encoding="utf-8")
+    for left_out in ("notmuch", "Thunderbird", "Hunny Software", "MIME-tools", "oss-security"):
+        assert left_out in sources
+
+
 @pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(CORPUS)))
 def test_corpus_message_parses_and_meets_every_rule(path: Path) -> None:
     raw = path.read_bytes()
@@ -72,7 +86,6 @@ def test_corpus_message_parses_and_meets_every_rule(path: Path) -> None:
     assert all(isinstance(v, Verdict) and v.reason for v in verdicts)
 
 
-@needs_corpus
 def test_every_corpus_bounce_and_vacation_reply_is_automatic() -> None:
     # sisimai's folders hold bounces, DSNs, ARF reports and auto-replies, except maildir/not/.
     sisimai = CORPUS / "sisimai-set-of-emails" / "maildir"
