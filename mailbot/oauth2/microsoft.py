@@ -18,6 +18,10 @@ from mailbot.oauth2.problems import refused, unreachable
 from mailbot.oauth2.settings import OAuth2Settings
 from mailbot.oauth2.tokens import AccessToken
 
+_PRIVATE_KEY = re.compile(r"-----BEGIN ([A-Z ]*)PRIVATE KEY-----.+?-----END \1PRIVATE KEY-----",
+                          re.DOTALL)
+_CERTIFICATE = re.compile(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
+
 
 class MicrosoftFlow:
     def __init__(self, settings: OAuth2Settings) -> None:
@@ -34,12 +38,14 @@ class MicrosoftFlow:
             raise TokenUnavailable(f"{self.flow}: cannot read the certificate file ({exc}); "
                                    "check oauth2.certificate_file",
                                    key="oauth2.certificate_file") from None
-        if "PRIVATE KEY" not in pem or "CERTIFICATE" not in pem:
+        key = _PRIVATE_KEY.search(pem)
+        certificate = _CERTIFICATE.search(pem)
+        if key is None or certificate is None:
             raise TokenUnavailable(f"{self.flow}: the certificate file needs the private key and "
                                    "the certificate (PEM); check oauth2.certificate_file",
                                    key="oauth2.certificate_file")
         # MSAL works out the SHA-256 thumbprint from the certificate itself.
-        return {"private_key": pem, "public_certificate": pem}
+        return {"private_key": key.group(0), "public_certificate": certificate.group(0)}
 
     def _application(self) -> Any:
         import msal

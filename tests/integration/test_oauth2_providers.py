@@ -90,7 +90,7 @@ def test_microsoft_app_with_a_certificate_signs_its_own_assertion(
     key = _key()
     certificate = _certificate(key)
     pem = tmp_path / "app.pem"
-    pem.write_bytes(_pem(key) + certificate)
+    pem.write_bytes(certificate + _pem(key))  # either order, as openssl tools write them
     oauth2_provider.add_app(TENANT, APP_ID, certificate_pem=certificate,
                             mailboxes=(oauth2_account.username,))
     _login(oauth2_account, _microsoft(oauth2_provider, client_secret="",
