@@ -52,6 +52,8 @@ def test_quick_benchmark_measures_every_part(quick_run: tuple[str, dict[str, obj
     latency = results["latency"]
     assert isinstance(latency, dict)
     assert latency["missing"] == 0 and latency["median_seconds"] is not None
+    assert latency["sent_replies"] == 2 and latency["sent_ack_missing"] == 0
+    assert latency["sent_ack"]["median_seconds"] is not None
     scale = results["scale"]
     assert isinstance(scale, dict)
     assert scale["sqlite"]["cases"] == 500
