@@ -114,8 +114,9 @@ class TokenUnavailable(TemporaryError):
     """No OAuth2 access token could be obtained from the provider (or the token command).
 
     ``key`` is the ``[oauth2]`` key the operator should look at, ``code`` the provider's error
-    code (``invalid_client``, ``AADSTS7000215``) when it gave one. The message never holds a
-    secret. Temporary: a provider that answers again later ends the failure on its own.
+    code (``invalid_client``, ``AADSTS7000215``) when it refused; empty when it could not be
+    reached or said it is unavailable. The message never holds a secret. Temporary: a provider
+    that answers again later ends the failure on its own.
     """
 
     def __init__(self, message: str, *, key: str, code: str = "") -> None:

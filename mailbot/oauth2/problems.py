@@ -27,6 +27,10 @@ _STANDARD_CODES = {
 }
 
 
+# OAuth2 errors that mean "not now" rather than "not you" (RFC 6749 section 5.2 and 4.1.2.1).
+_UNAVAILABLE = frozenset({"temporarily_unavailable", "server_error"})
+
+
 def refused(flow: str, error: str, description: str | None, *, secret_key: str,
             grant_key: str, client_key: str = "oauth2.client_id",
             numbers: list[int] | None = None) -> TokenUnavailable:
@@ -42,6 +46,9 @@ def refused(flow: str, error: str, description: str | None, *, secret_key: str,
     if numbers:
         code = f"{error}, AADSTS{numbers[0]}"
     detail = first_line(description)
+    if error in _UNAVAILABLE:  # weather: no code, so the caller retries as for a network error
+        text = f"{flow}: the provider is unavailable ({code})" + (f": {detail}" if detail else "")
+        return TokenUnavailable(f"{text}; it is asked again later", key=key)
     text = f"{flow}: the provider refused the token request ({code})"
     if detail:
         text += f": {detail}"

@@ -87,6 +87,13 @@ def test_sasl_initial_responses() -> None:
     assert base64.b64decode(bearer) == b"n,a=a=2Cb=3Dc@example.com,\x01auth=Bearer tok\x01\x01"
 
 
+def test_a_provider_that_is_unavailable_is_weather_not_a_refusal() -> None:
+    problem = refused("flow", "temporarily_unavailable", "try later", secret_key="s",
+                      grant_key="g")
+    assert problem.code == ""  # retried as for a network error, not as a refused login
+    assert "temporarily_unavailable" in str(problem)
+
+
 @pytest.mark.parametrize(("error", "numbers", "key"), [
     ("invalid_client", [7000215], "oauth2.client_secret_file"),
     ("invalid_client", [], "oauth2.client_secret_file"),
