@@ -18,8 +18,10 @@ def run_checks(settings: Settings) -> tuple[list[tuple[str, Problem]], list[tupl
 
     credentials = edge_credentials(settings)
     notes: list[tuple[str, str]] = []
-    results: list[tuple[str, Problem]] = [("config", None),
-                                          ("database", _check_database(settings))]
+    database, schema_note = _check_database(settings)
+    results: list[tuple[str, Problem]] = [("config", None), ("database", database)]
+    if schema_note:
+        notes.append(("database", schema_note))
     no_token: list[TokenCache] = []
     for cache in credentials.caches:
         problem, note = _check_token(cache)
@@ -62,20 +64,25 @@ def _check_templates(settings: Settings) -> Problem:
     return None
 
 
-def _check_database(settings: Settings) -> Problem:
+def _check_database(settings: Settings) -> tuple[Problem, str]:
+    """Reachable or not; and a note when the schema is not the latest (``run`` migrates it)."""
     from mailbot.store import Database, latest_schema_version, schema_version
 
     db = Database(settings.database.url)
     try:
         db.ping()
         current = schema_version(db)
-        if current != latest_schema_version():
-            return f"reachable, but at schema {current or 'none'}: run `mailbot migrate`"
-        return None
     except MailbotError as exc:
-        return str(exc)
+        return str(exc), ""
     finally:
         db.dispose()
+    if current is None:
+        return None, ("empty (no mailbot schema yet): `mailbot run` creates it on start "
+                      "(or `mailbot migrate` now)")
+    if current != latest_schema_version():
+        return None, (f"at schema {current}, not the latest: `mailbot run` upgrades it on start "
+                      "(or `mailbot migrate` now)")
+    return None, ""
 
 
 def _check_token(cache: TokenCache) -> tuple[Problem, str]:

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("mailbot.cli")
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+CASE_ID_HELP = "a case id, such as SEC-2026-0042"
 DEFAULT_CONFIG = "mailbot.toml"
 
 
@@ -55,38 +56,40 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", help="bring the database schema to the latest version")
     sub.add_parser("check", help="validate the config and connect to IMAP, SMTP and the database")
     ingest = sub.add_parser("ingest", help="process .eml or mbox files as if they had arrived")
-    ingest.add_argument("files", nargs="+", metavar="FILE", type=Path)
+    ingest.add_argument("files", nargs="+", metavar="FILE", type=Path,
+                        help="an .eml file (one message) or an mbox file (many)")
 
     cases = sub.add_parser("cases", help="list, show and change cases")
     csub = cases.add_subparsers(dest="action", metavar="ACTION", required=True,
                                 parser_class=_Parser)
     lst = csub.add_parser("list", help="the cases, oldest first")
-    lst.add_argument("--status", choices=STATUSES)
+    lst.add_argument("--status", choices=STATUSES, help="only cases in this status")
     lst.add_argument("--at-risk", action="store_true", help="only cases whose deadline is near")
     lst.add_argument("--overdue", action="store_true", help="only cases past their deadline")
     lst.add_argument("--json", action="store_true", help="one JSON array")
     show = csub.add_parser("show", help="one case with its messages and events")
-    show.add_argument("id")
+    show.add_argument("id", help=CASE_ID_HELP)
     show.add_argument("--json", action="store_true", help="one JSON object")
     for name, helptext in (("ack", "acknowledge"), ("resolve", "mark resolved"),
                            ("reopen", "reopen a resolved or closed case")):
-        csub.add_parser(name, help=helptext).add_argument("id")
+        csub.add_parser(name, help=helptext).add_argument("id", help=CASE_ID_HELP)
     assess = csub.add_parser("assess", help="record severity and target resolution date")
-    assess.add_argument("id")
-    assess.add_argument("--severity", required=True, choices=SEVERITIES)
-    assess.add_argument("--target", type=_date_arg, metavar="YYYY-MM-DD")
+    assess.add_argument("id", help=CASE_ID_HELP)
+    assess.add_argument("--severity", required=True, choices=SEVERITIES, help="how bad it is")
+    assess.add_argument("--target", type=_date_arg, metavar="YYYY-MM-DD",
+                        help="when the fix is expected")
     close = csub.add_parser("close", help="close with a reason")
-    close.add_argument("id")
-    close.add_argument("reason", choices=CLOSE_REASONS)
+    close.add_argument("id", help=CASE_ID_HELP)
+    close.add_argument("reason", choices=CLOSE_REASONS, help="why it is closed")
     dup = csub.add_parser("duplicate", help="mark as a duplicate of another case and close")
-    dup.add_argument("id")
-    dup.add_argument("original")
+    dup.add_argument("id", help=CASE_ID_HELP)
+    dup.add_argument("original", help="the case it duplicates")
     cve = csub.add_parser("cve", help="record a CVE id")
-    cve.add_argument("id")
-    cve.add_argument("cve")
+    cve.add_argument("id", help=CASE_ID_HELP)
+    cve.add_argument("cve", help="such as CVE-2026-12345")
     credit = csub.add_parser("credit", help="record how the reporter wishes to be credited")
-    credit.add_argument("id")
-    credit.add_argument("name")
+    credit.add_argument("id", help=CASE_ID_HELP)
+    credit.add_argument("name", help='the name to credit, such as "Jane Doe"')
 
     dl = sub.add_parser("deadlines", help="the deadline watch")
     dsub = dl.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=_Parser)
@@ -102,14 +105,28 @@ def build_parser() -> argparse.ArgumentParser:
     asub.add_parser("login", help=login_help, description=login_help + '. For oauth2.provider = '
                     '"refresh_token"; run it as the user the daemon runs as.')
 
-    sub.add_parser("health", help="exit 0 when this host's daemon ran its jobs recently")
+    sub.add_parser("health", help="is the daemon alive, is the mailbox read, what needs a person")
     web = sub.add_parser("web", help="serve the read-only case view (login required)")
     web.add_argument("--listen", metavar="HOST:PORT",
                      help="where to listen (default: web.listen, 127.0.0.1:8025)")
     wsub = web.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
     wsub.add_parser("hash-password", help="read a password, print its argon2 hash for web.users")
     sub.add_parser("demo", help="a self-contained demonstration on embedded servers")
+    _describe(p)
     return p
+
+
+def _describe(parser: argparse.ArgumentParser, path: str = "") -> None:
+    """Give every command's --help its description (mailbot.cli_help), unless it has its own."""
+    from mailbot.cli_help import DESCRIPTIONS
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                command = f"{path} {name}".strip()
+                if not child.description:
+                    child.description = DESCRIPTIONS.get(command)
+                _describe(child, command)
 
 
 def _date_arg(value: str) -> date:
@@ -238,7 +255,7 @@ def _cmd_run(settings: Settings, args: argparse.Namespace) -> int:
             print(f"mail: {report.intake.opened} new cases, {report.intake.added} added to cases, "
                   f"{report.intake.duplicates} seen before, {report.intake.failed} failed, "
                   f"{report.intake.quarantined} quarantined; outbox: {report.outbox.sent} sent, "
-                  f"{report.outbox.retried} to retry, {report.outbox.failed} failed; "
+                  f"{report.outbox.waiting} waiting for a retry, {report.outbox.failed} failed; "
                   f"reminders: {report.reminders} queued")
             return EXIT_OK
 
@@ -439,8 +456,8 @@ def _cmd_deadlines(settings: Settings, args: argparse.Namespace) -> int:
         report = asyncio.run(app.drain_outbox(ignore_backoff=True))
     finally:
         app.close()
-    print(f"reminders queued: {queued}; outbox: {report.sent} sent, {report.retried} to retry, "
-          f"{report.failed} failed")
+    print(f"reminders queued: {queued}; outbox: {report.sent} sent, "
+          f"{report.waiting} waiting for a retry, {report.failed} failed")
     return EXIT_OK
 
 

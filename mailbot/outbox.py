@@ -92,8 +92,9 @@ def receipts_sent_recently(session: Session, recipient: str, now: datetime) -> i
 @dataclass
 class DrainReport:
     sent: int = 0
-    retried: int = 0
+    retried: int = 0  # tried in this drain and postponed
     failed: int = 0
+    waiting: int = 0  # queued after the drain, whether tried or not (the number to tell people)
 
 
 AlertSink = Callable[[Session, Outbox, str], None]
@@ -110,12 +111,14 @@ async def drain(
 ) -> DrainReport:
     """Send what is due over one SMTP connection. A connection-level failure ends the batch."""
     if not _anything_due(db, clock.now(), ignore_backoff):
-        return DrainReport()
+        return DrainReport(waiting=_count_queued(db))
     with sending_lock(db) as ours:
         if not ours:
             log.info("another mailbot process is sending the outbox; leaving it to that one")
-            return DrainReport()
-        return await _drain(db, transport, clock, on_failure, ignore_backoff, limit)
+            return DrainReport(waiting=_count_queued(db))
+        report = await _drain(db, transport, clock, on_failure, ignore_backoff, limit)
+    report.waiting = _count_queued(db)
+    return report
 
 
 async def _drain(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import mailbox
 import subprocess
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mailbot.cli import main
+from mailbot.cli import build_parser, main
 from tests import factories
 from tests.servers.dovecot import ImapAccount
 from tests.servers.smtp_sink import SmtpSink
@@ -157,6 +158,23 @@ def test_case_commands_and_health_run_without_the_mailbox_and_smtp_secrets(
     assert "mailbox.password_env" in capsys.readouterr().err
 
 
+def test_run_once_with_smtp_down_says_in_its_summary_what_its_warning_says(
+    tmp_path: Path, imap_account: ImapAccount, smtp_sink: SmtpSink,
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv("TEST_IMAP_PASSWORD", imap_account.password)
+    config = write_config(tmp_path, imap_port=imap_account.imap_port, smtp_port=smtp_sink.port,
+                          username=imap_account.username)
+    assert imap_account.server is not None
+    imap_account.server.deliver(imap_account, factories.message(message_id="<cli-o@r.example>"))
+    smtp_sink.stop()
+
+    assert main(["--config", str(config), "run", "--once"]) == 0
+    assert "outbox: 0 sent, 1 waiting for a retry, 0 failed" in capsys.readouterr().out
+    assert "1 message(s) wait for the next try" in caplog.text
+
+
 def test_ingest_reads_eml_and_mbox_files_and_twice_changes_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -215,6 +233,40 @@ def test_help_runs_as_a_console_command() -> None:
         assert command in done.stdout
 
 
+def _subparsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):  # aliases: once each
+                found.append(child)
+                found.extend(_subparsers(child))
+    return found
+
+
+def test_every_subcommand_help_has_a_description_and_every_argument_a_help_text() -> None:
+    missing = []
+    for parser in _subparsers(build_parser()):
+        if not parser.description:
+            missing.append(f"{parser.prog}: no description")
+        for action in parser._actions:
+            if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
+                continue
+            if not action.help:
+                missing.append(f"{parser.prog} {'/'.join(action.option_strings) or action.dest}")
+    assert missing == []
+
+
+def test_the_missing_config_message_points_at_the_example_and_at_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MAILBOT_CONFIG", raising=False)
+    assert main(["cases", "list"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "config.example.toml" in err and "--config PATH" in err
+
+
 def test_check_connects_to_every_server_and_says_what_is_wrong(
     tmp_path: Path, imap_account: ImapAccount, smtp_sink: SmtpSink,
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
@@ -222,13 +274,19 @@ def test_check_connects_to_every_server_and_says_what_is_wrong(
     config = write_config(tmp_path, imap_port=imap_account.imap_port, smtp_port=smtp_sink.port,
                           username=imap_account.username)
     monkeypatch.setenv("TEST_IMAP_PASSWORD", imap_account.password)
+    # A new database is no problem: `run` migrates it on start. check says so as a note.
+    assert main(["--config", str(config), "check"]) == 0
+    out = capsys.readouterr().out
+    assert "database: ok" in out
+    assert "database: note: empty (no mailbot schema yet): `mailbot run` creates it" in out
+
     assert main(["--config", str(config), "migrate"]) == 0
     capsys.readouterr()
-
     assert main(["--config", str(config), "check"]) == 0
     out = capsys.readouterr().out
     for name in ("config", "database", "imap", "smtp"):
         assert f"{name}: ok" in out
+    assert "database: note" not in out
 
     monkeypatch.setenv("TEST_IMAP_PASSWORD", "wrong")
     smtp_sink.stop()
