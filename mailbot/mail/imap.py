@@ -151,8 +151,8 @@ class ImapMailbox:
     def _log_in(self, client: Any) -> str:
         """Log in as the credentials say; a refused token is replaced once and tried again.
 
-        Returns the mechanism used. A refusal after that (or of a password) leaves as the
-        imaplib error it was, which ``_translated`` turns into MailboxUnavailable.
+        Returns the mechanism used. A refusal after that (or of a password) leaves as a
+        LoginError, which ``_log_in_or_refuse`` turns into MailboxLoginRefused.
         """
         login = self._next_login()
         try:
@@ -189,7 +189,7 @@ class ImapMailbox:
 
     def _authenticate(self, client: Any, login: Login) -> None:
         imap = client._imap
-        saved, imap.debug = imap.debug, 0  # imaplib's trace would print the secret
+        saved, imap.debug = imap.debug, 0  # imaplib's protocol trace must not see the secret
         try:
             if login.mechanism == "password":
                 client.login(login.username, login.secret)
