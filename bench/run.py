@@ -44,7 +44,7 @@ class Plan:
 FULL = Plan((2_500, 10_000), 200, 5.0, 20, 100_000, 25_000_000, 10)
 QUICK = Plan((10, 40), 5, 10.0, 2, 500, 500_000, 2)
 
-# Targets (DESIGN.md, "Performance targets").
+# Targets (docs/design.md, "Performance targets").
 BACKLOG_RATIO = 1.5
 MEMORY_GROWTH = 1.25  # peak at the largest backlog over the peak at the smallest
 LATENCY_MEDIAN = 1.0

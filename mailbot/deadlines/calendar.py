@@ -1,8 +1,8 @@
 """Business-day arithmetic in the team's timezone (pure).
 
-The rule, from the design: "N business days after" an event counts N business days forward from
-the day after the event's *local* date, and the deadline is the end of that day. Received Friday
-16:00 -> Mon, Tue, Wed -> due Wednesday; received Saturday -> due Wednesday as well.
+The rule (docs/design.md, "Deadlines"): "N business days after" an event counts N business days
+forward from the day after the event's *local* date, and the deadline is the end of that day.
+Received Friday 16:00 -> Mon, Tue, Wed -> due Wednesday; received Saturday -> due Wednesday too.
 
 Everything is reckoned in local calendar dates first; only the final instant is turned into an
 aware datetime, by asking ``zoneinfo`` for a local wall time. Hours are never added, so a DST change
@@ -194,14 +194,16 @@ class BusinessCalendar:
         days = rruleset()
         days.rrule(workdays)
         for closed in self._closed_days_of(year):
-            # exdate must be a naive datetime equal to an occurrence, not a date (NOTES.md 11).
+            # exdate takes a naive datetime equal to an occurrence: a date would raise TypeError
+            # (datetime compared with date) only later, when the set is iterated.
             days.exdate(datetime.combine(closed, time()))
         return tuple(occurrence.date() for occurrence in days)
 
     def _closed_days_of(self, year: int) -> set[date]:
         closed = {d for d in self.holidays if d.year == year}
         if self.holiday_country:
-            # expand=False: a lookup must never quietly add years behind our back (NOTES.md 11).
+            # expand=False: with the default, a lookup of a date in another year quietly adds
+            # that year to the object (so the set of its dates changes behind our back).
             # The neighbouring years are built too, so that a day observed in this year for a
             # holiday of the next or the previous one is not missed.
             country = holidays_lib.country_holidays(

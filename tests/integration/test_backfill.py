@@ -21,9 +21,9 @@ from tests.integration.test_cli import write_config
 from tests.mailflow import PASS, REPORTER, SECURITY, TEAM_MEMBER, raw
 
 AMS = ZoneInfo("Europe/Amsterdam")
-REPORTED = datetime(2026, 12, 22, 10, 0, tzinfo=AMS)     # a Tuesday
-ACKED = datetime(2026, 12, 23, 11, 0, tzinfo=AMS)        # the next day, by /ack
-ASSESSED = datetime(2027, 1, 5, 15, 30, tzinfo=AMS)      # by /assess, after the new year
+REPORTED = datetime(2026, 11, 17, 10, 0, tzinfo=AMS)     # a Tuesday
+ACKED = datetime(2026, 11, 18, 11, 0, tzinfo=AMS)        # the next day, by /ack
+ASSESSED = datetime(2026, 11, 26, 15, 30, tzinfo=AMS)    # by /assess, a week later
 
 
 def _team_note(body: str, answering: str, when: datetime, message_id: str) -> bytes:
@@ -42,12 +42,14 @@ def test_an_ingested_mailbox_keeps_each_message_s_own_time(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TEST_IMAP_PASSWORD", "x")
+    # write_config sets answer_existing: old mail is answered and its deadlines started (not
+    # imported without any), so they must be started from the right days.
     config = write_config(tmp_path)
     report_id = "<old-report@reporter.example>"
     box = mailbox.mbox(tmp_path / "old.mbox")
     box.add(factories.message(sender=f"Rita <{REPORTER}>", message_id=report_id, date=REPORTED))
     box.add(_team_note("/ack\n", report_id, ACKED, "<old-ack@team.example.test>"))
-    box.add(_team_note("/assess severity=high target=2027-02-01\n", report_id, ASSESSED,
+    box.add(_team_note("/assess severity=high target=2026-12-15\n", report_id, ASSESSED,
                        "<old-assess@team.example.test>"))
     box.close()
 
@@ -59,10 +61,10 @@ def test_an_ingested_mailbox_keeps_each_message_s_own_time(
     detail = json.loads(capsys.readouterr().out)
 
     assert _at(detail["received_at"]) == REPORTED
-    assert _at(detail["ack_due"]).date().isoformat() == "2026-12-25"  # Wed, Thu, Fri
+    assert _at(detail["ack_due"]).date().isoformat() == "2026-11-20"  # Wed, Thu, Fri
     assert _at(detail["acknowledged_at"]) == ACKED
-    # 7 business days from the day after 2026-12-23: Dec 24, 25, 28, 29, 30, 31, Jan 1
-    assert _at(detail["assessment_due"]).date().isoformat() == "2027-01-01"
+    # 7 business days from the day after 2026-11-18: 19, 20, 23, 24, 25, 26, 27
+    assert _at(detail["assessment_due"]).date().isoformat() == "2026-11-27"
     assert _at(detail["assessed_at"]) == ASSESSED
     events = {e["action"]: _at(e["at"]) for e in detail["events"]}
     assert events["opened"] == REPORTED

@@ -1,4 +1,4 @@
-"""Several instances (DESIGN.md "Several instances"), with real ``mailbot run`` processes.
+"""Several instances (docs/design.md, "Several instances"), with real ``mailbot run`` processes.
 
 On PostgreSQL several daemons may run at once: exactly one reads the mailbox (an advisory lock that
 dies with its holder), the outbox is claimed row by row with ``FOR UPDATE SKIP LOCKED``, and

@@ -1,4 +1,4 @@
-"""Only trusted team mail changes a case (DESIGN.md "Threading and trust"), on real servers.
+"""Only trusted team mail changes a case (docs/design.md, "Trust"), on real servers.
 
 Trusted: an Authentication-Results field from our own authserv-id with DMARC or DKIM pass for the
 sender's domain, or a message in the shared mailbox's Sent folder. Anything else that claims or

@@ -1,4 +1,4 @@
-"""Which case a message joins (DESIGN.md "Threading and trust"), against real Dovecot and SMTP.
+"""Which case a message joins (docs/design.md, "Threading"), against real Dovecot and SMTP.
 
 1. In-Reply-To / References naming a Message-ID stored on a case, or one of our own Message-IDs
    whose token verifies; 2. a case tag in the subject, from a participant only; 3. else a new case.

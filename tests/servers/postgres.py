@@ -1,4 +1,4 @@
-"""A throwaway PostgreSQL cluster for the tests (the recipe in TESTING.md).
+"""A throwaway PostgreSQL cluster for the tests: ``initdb`` and ``pg_ctl`` as the postgres user.
 
 Fixtures:
 

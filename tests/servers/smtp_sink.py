@@ -63,7 +63,7 @@ class TlsCert:
 
 
 def make_self_signed_cert(directory: Path) -> TlsCert:
-    """A 2-day certificate for localhost / 127.0.0.1 (the recipe in TESTING.md)."""
+    """A 2-day self-signed certificate for localhost / 127.0.0.1, made by ``openssl req``."""
     openssl = shutil.which("openssl")
     if openssl is None:
         server_missing("openssl is not installed: cannot make a test certificate")

@@ -305,7 +305,7 @@ def test_forwarded_message_does_not_lend_its_headers_to_the_outer_fields() -> No
 
 
 def test_mail_parser_failure_falls_back_to_the_standard_library() -> None:
-    # mail-parser 4.8 raises AttributeError on this DSN (see NOTES.md section 9).
+    # mail-parser 4.8 raises AttributeError on this DSN; the standard library reads it.
     # Origin: sisimai/set-of-emails maildir/bsd/lhost-sendgrid-01.eml, BSD-2-Clause.
     msg = parse_message((DATA / "sisimai-lhost-sendgrid-01.eml").read_bytes())
     assert msg.subject == "Undelivered Mail Returned to Sender"
