@@ -111,6 +111,17 @@ def build_parser() -> argparse.ArgumentParser:
                      help="where to listen (default: web.listen, 127.0.0.1:8025)")
     wsub = web.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
     wsub.add_parser("hash-password", help="read a password, print its argon2 hash for web.users")
+    quarantine = sub.add_parser("quarantine", help="messages that failed intake: list, show, retry")
+    qsub = quarantine.add_subparsers(dest="action", metavar="ACTION", required=True,
+                                     parser_class=_Parser)
+    qsub.add_parser("list", help="the quarantined messages").add_argument(
+        "--json", action="store_true", help="one JSON array")
+    for name, helptext in (("show", "one quarantined message"),
+                           ("retry", "process it again from its kept bytes")):
+        q = qsub.add_parser(name, help=helptext)
+        q.add_argument("entry", type=int, metavar="ID", help="its id in `quarantine list`")
+        if name == "show":
+            q.add_argument("--json", action="store_true", help="one JSON object")
     sub.add_parser("demo", help="a self-contained demonstration on embedded servers")
     _describe(p)
     return p
@@ -195,7 +206,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         "run": _cmd_run, "migrate": _cmd_migrate, "check": _cmd_check, "ingest": _cmd_ingest,
         "cases": _cmd_cases, "deadlines": _cmd_deadlines, "health": _cmd_health,
         "auth": _cmd_auth,
-        "web": _cmd_web,
+        "web": _cmd_web, "quarantine": _cmd_quarantine,
     }
     return handlers[args.command](settings, args)
 
@@ -480,6 +491,17 @@ def _cmd_web(settings: Settings, args: argparse.Namespace) -> int:
     from mailbot.web.commands import web_command
 
     return web_command(settings, args.listen)
+
+
+def _cmd_quarantine(settings: Settings, args: argparse.Namespace) -> int:
+    from mailbot.quarantine.command import quarantine_command
+
+    app = _app(settings)
+    try:
+        return quarantine_command(app, args.action, getattr(args, "entry", None),
+                                  getattr(args, "json", False))
+    finally:
+        app.close()
 
 
 def _cmd_health(settings: Settings, args: argparse.Namespace) -> int:
