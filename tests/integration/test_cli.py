@@ -303,6 +303,12 @@ def test_demo_runs_on_its_embedded_servers(capsys: pytest.CaptureFixture[str]) -
     out = capsys.readouterr().out
     assert "4 cases opened, 3 receipts sent" in out
     assert "assessed" in out
+    # The days pass on a fixed clock: the same reminder and escalation on every run.
+    assert ("Subject: [SEC-2026-0002] At risk: acknowledgement due Thursday 26 November 2026, "
+            "23:59 CET (13 hours 29 minutes left)") in out
+    assert ("Subject: [SEC-2026-0002] OVERDUE: acknowledgement was due Thursday 26 November "
+            "2026, 23:59 CET (overdue by 10 hours 30 minutes)") in out
+    assert "2 reminder(s) and 2 escalation(s) to on-call" in out
 
 
 def test_check_names_an_override_template_that_does_not_compile(
