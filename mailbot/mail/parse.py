@@ -38,6 +38,7 @@ from typing import Any
 
 import mailparser
 
+from mailbot.mail import canonical
 from mailbot.mail.addresses import all_addresses
 from mailbot.mail.headers import (
     MAX_HEADER_VALUE,
@@ -139,15 +140,16 @@ TRACE_FIELDS = frozenset(
         *("x-original-to", "envelope-to", "x-envelope-from", "x-envelope-to", "x-rcpt-to"),
         *("authentication-results", "x-original-authentication-results", "received-spf"),
         *("x-google-smtp-source", "x-sieve", "x-sieve-redirected-from", "x-ham-report"),
-        # mbox and IMAP stores
+        # mbox and IMAP stores, and the mail clients that export them
         *("status", "x-status", "x-keywords", "x-uid", "x-imap", "x-imapbase", "lines"),
-        "content-length",
+        *("content-length", "x-uidl", "x-account-key", "x-original-arrival-time"),
+        *("x-universally-unique-identifier", "x-uniform-type-identifier"),
     }
 )
 TRACE_PREFIXES = (
     *("arc-", "x-spam", "x-virus", "x-rspamd-", "x-amavis-", "x-forwarded-"),
-    *("x-ms-exchange-organization-", "x-microsoft-antispam", "x-forefront-antispam"),
-    *("x-mozilla-", "x-gm-", "x-gmail-"),
+    *("x-ms-exchange-", "x-microsoft-antispam", "x-forefront-antispam"),
+    *("x-mozilla-", "x-gm-", "x-gmail-", "x-apple-", "x-evolution-", "x-kmail-"),
 )
 
 
@@ -155,9 +157,11 @@ def dedupe_key(raw: bytes) -> str:
     """Hex SHA-256 of the message as its sender wrote it. Never raises.
 
     That is the raw bytes minus a leading mbox ``From `` line and minus every header field named
-    in TRACE_FIELDS or starting with one of TRACE_PREFIXES (case-insensitive), everything else
-    byte for byte: other fields in their order and folding, the blank line, the body. One pass,
-    no MIME parsing. Line endings and refolding in transit are not normalised.
+    in TRACE_FIELDS or starting with one of TRACE_PREFIXES (case-insensitive), in the canonical
+    form of ``mailbot.mail.canonical``: line endings, trailing whitespace, trailing blank lines
+    and mbox ``>From`` quoting do not count, so a message read over IMAP, saved as an .eml file
+    or exported to an mbox has one key. Everything else counts: the other fields in their order
+    and folding, the body. One pass, no MIME parsing.
     """
     try:
         return _dedupe_key(raw)
@@ -573,8 +577,9 @@ def _dedupe_key(raw: bytes) -> str:
     digest = hashlib.sha256()
     for field_bytes in _header_fields(raw[start:end]):
         if not _is_trace(field_bytes):
-            digest.update(field_bytes)
-    digest.update(memoryview(raw)[end:])
+            digest.update(canonical.header_field(field_bytes))
+    for chunk in canonical.body(raw, end):
+        digest.update(chunk)
     return digest.hexdigest()
 
 
