@@ -278,6 +278,36 @@ def test_a_message_that_breaks_intake_is_retried_then_quarantined_and_the_rest_g
     assert fourth.intake.failed == fourth.intake.quarantined == 0
 
 
+def test_a_message_that_fails_once_and_then_works_is_forgotten_as_a_failure(
+    bot: App, imap_account: ImapAccount, smtp_sink: SmtpSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mailbot.intake import pipeline
+    from mailbot.intake.classify import classify as real_classify
+
+    failures = iter([RuntimeError("a passing hiccup")])
+
+    def classify_failing_once(msg: Any, folder: str, settings: Any) -> Any:
+        error = next(failures, None)
+        if error is not None:
+            raise error
+        return real_classify(msg, folder, settings)
+
+    monkeypatch.setattr(pipeline, "classify", classify_failing_once)
+    deliver(imap_account, factories.message(subject="flaky"))
+
+    first = run_once(bot)
+    assert (first.intake.opened, first.intake.failed) == (0, 1)
+    assert count(bot, InboundFailure) == 1
+    second = run_once(bot)
+    assert (second.intake.opened, second.intake.failed) == (1, 0)
+
+    # Done with: no failure left on record, and the next pass does not fetch it again.
+    assert count(bot, InboundFailure) == 0
+    third = run_once(bot)
+    assert third.intake.processed == 0
+    assert [c.subject for c in cases(bot)] == ["flaky"]
+
+
 def test_our_own_mail_in_a_team_domain_is_not_an_unauthenticated_team_claim(
     tmp_path: Path, imap_account: ImapAccount, smtp_sink: SmtpSink
 ) -> None:

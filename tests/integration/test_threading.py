@@ -59,6 +59,23 @@ def test_a_reply_with_only_references_to_the_report_joins_the_case(flow: Mailflo
     assert len(flow.inbound(case.id)) == 2
 
 
+def test_the_message_answered_decides_over_the_older_references(flow: Mailflow) -> None:
+    # Rita's second report; her reply to its receipt still carries her first thread in
+    # References. The message it answers (In-Reply-To), then the newest reference, decide.
+    first, first_id = flow.open_report()
+    second, second_id = flow.open_report(subject="A second bug")
+    older = f"{first_id} {flow.receipt_id(first.id)}"
+    flow.deliver(follow_up(("In-Reply-To", flow.receipt_id(second.id)),
+                           ("References", f"{older} {second_id}")))
+    flow.deliver(follow_up(("References", f"{older} {second_id} {new_message_id()}")))
+
+    report = flow.run()
+
+    assert (report.intake.opened, report.intake.added) == (0, 2)
+    assert len(flow.inbound(first.id)) == 1
+    assert len(flow.inbound(second.id)) == 3
+
+
 def test_a_tagged_message_from_the_reporter_joins_the_case(flow: Mailflow) -> None:
     case, _ = flow.open_report()
     flow.deliver(follow_up(subject=f"More about [{case.id}]", sender="RITA@Reporter.Example"))
