@@ -103,7 +103,6 @@ class Daemon:
         if self._waiting("mailbox"):
             return
         async with self.busy["mailbox"]:
-            await self._beat()
             try:
                 report = await asyncio.to_thread(self.app.read_mailbox)
             except LoginRefused as exc:
@@ -153,6 +152,9 @@ class Daemon:
                 await asyncio.to_thread(self.smtp_login.accepted)
 
     async def deadlines_job(self) -> None:
+        # The heartbeat rides on the job that runs every minute whatever happens to the mailbox
+        # (whose job may wait out a long backoff, or belong to another instance).
+        await self._beat()
         async with self.busy["deadlines"]:
             try:
                 queued = await asyncio.to_thread(self.app.watch_deadlines)
