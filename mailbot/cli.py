@@ -123,8 +123,18 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "show":
             q.add_argument("--json", action="store_true", help="one JSON object")
     sub.add_parser("demo", help="a self-contained demonstration on embedded servers")
+    _register_packages(sub)
     _describe(p)
     return p
+
+
+def _register_packages(sub: Any) -> None:
+    """Commands that live in their own packages; each sets ``handler`` on its parser."""
+    from mailbot.report.cli import register as register_report
+    from mailbot.securitytxt.cli import register as register_securitytxt
+
+    register_report(sub)
+    register_securitytxt(sub)
 
 
 def _describe(parser: argparse.ArgumentParser, path: str = "") -> None:
@@ -202,6 +212,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return hash_password_command()
     settings = _load_settings(args)
+    if getattr(args, "handler", None) is not None:
+        return int(args.handler(settings, args))
     handlers: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
         "run": _cmd_run, "migrate": _cmd_migrate, "check": _cmd_check, "ingest": _cmd_ingest,
         "cases": _cmd_cases, "deadlines": _cmd_deadlines, "health": _cmd_health,

@@ -19,6 +19,15 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from mailbot.config_sections import (
+    MetricsSettings,
+    PgpSettings,
+    ReportSettings,
+    SecurityTxtSettings,
+    listen_address,
+    pgp_settings,
+    securitytxt_settings,
+)
 from mailbot.errors import ConfigError
 from mailbot.oauth2.settings import OAUTH2_KEYS, OAuth2Settings, read_oauth2
 from mailbot.web.settings import WEB_KEYS, WebSettings, read_web
@@ -146,6 +155,10 @@ class Settings:
     secrets: SecretsSettings = SecretsSettings()
     templates: TemplateSettings = TemplateSettings()
     web: WebSettings = field(default_factory=WebSettings)
+    report: ReportSettings = field(default_factory=ReportSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    securitytxt: SecurityTxtSettings = field(default_factory=SecurityTxtSettings)
+    pgp: PgpSettings = field(default_factory=PgpSettings)
     source: str = ""  # the file these settings came from, for messages
 
     @property
@@ -218,6 +231,16 @@ _KNOWN: dict[str, set[str]] = {
     "templates": {"directory"},
     "oauth2": set(OAUTH2_KEYS),
     "web": set(WEB_KEYS),
+    "report": {"monthly_to"},
+    "metrics": {"listen"},
+    "securitytxt": {
+        "expires_days", "policy", "acknowledgments", "preferred_languages", "canonical",
+        "encryption", "hiring", "path",
+    },
+    "pgp": {
+        "home", "key", "passphrase", "passphrase_env", "passphrase_file", "attach_public_key",
+        "encrypt_to_reporters",
+    },
 }
 
 
@@ -251,6 +274,10 @@ def settings_from_mapping(
         secrets=_secrets(r),
         templates=TemplateSettings(directory=r.text("templates.directory", "", allow_empty=True)),
         web=read_web(r),
+        report=ReportSettings(monthly_to=tuple(r.addresses("report.monthly_to"))),
+        metrics=MetricsSettings(listen=listen_address(r, "metrics.listen")),
+        securitytxt=securitytxt_settings(r),
+        pgp=pgp_settings(r),
         source=source,
     )
 
