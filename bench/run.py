@@ -1,8 +1,9 @@
 """``python -m bench [--quick]``: every benchmark against real servers, a table and a JSON file.
 
-Parts (``--only`` picks some): backlog, latency, scale, size, startup. The full run takes about
-ten minutes on two cores; ``--quick`` runs each part with tiny numbers in well under a minute,
-to prove the benchmark still works (tests/integration/test_bench_quick.py), not to measure.
+Parts (``--only`` picks some): backlog, latency, scale, size, startup, report. The full run takes
+about ten minutes on two cores; ``--quick`` runs each part with tiny numbers in well under a
+minute, to prove the benchmark still works (tests/integration/test_bench_quick.py), not to
+measure.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any
 
 from bench.corpus import DEFAULT_CORPUS, REPO, Corpus
 
-PARTS = ("backlog", "latency", "scale", "size", "startup")
+PARTS = ("backlog", "latency", "scale", "size", "startup", "report")
 RESULTS = REPO / "bench" / "results"
 
 
@@ -39,10 +40,12 @@ class Plan:
     cases: int
     size: int
     startup_runs: int
+    report_cases: int = 100_000
+    report_runs: int = 3
 
 
 FULL = Plan((2_500, 10_000), 200, 5.0, 20, 100_000, 25_000_000, 10)
-QUICK = Plan((10, 40), 5, 10.0, 2, 500, 500_000, 2)
+QUICK = Plan((10, 40), 5, 10.0, 2, 500, 500_000, 2, report_cases=400, report_runs=1)
 
 # Targets (docs/design.md, "Performance targets").
 BACKLOG_RATIO = 1.5
@@ -52,6 +55,7 @@ SENT_ACK_SECONDS = 2.0  # a reply filed in Sent acknowledges its case within 2 s
 SCALE_SECONDS = 0.1
 SIZE_FACTOR = 5.0
 STARTUP_SECONDS = 0.3
+REPORT_SECONDS = 2.0
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -170,6 +174,11 @@ def run_parts(
             )
     if "scale" in args.parts:
         _part(results, "scale", lambda: _scale(plan, workdir, stack))
+    if "report" in args.parts:
+        from bench.report import run_report
+
+        _part(results, "report",
+              lambda: run_report(workdir, plan.report_cases, runs=plan.report_runs))
 
 
 def _part(results: dict[str, Any], name: str, run: Callable[[], dict[str, Any]]) -> None:
@@ -487,12 +496,28 @@ def _startup_rows(data: dict[str, Any]) -> list[Row]:
     ]
 
 
+def _report_rows(data: dict[str, Any]) -> list[Row]:
+    full, quarter = data["full"], data["quarter"]
+    return [
+        _row("report", f"mailbot report, {full['cases']} cases: html (process, median of "
+             f"{data['runs']})", _s(full["html_seconds"]), f"< {REPORT_SECONDS:g} s",
+             full["html_seconds"] < REPORT_SECONDS),
+        _row("report", "json; reading and adding up alone",
+             f"{_s(full['json_seconds'])}; {_s(full['compute_seconds'])}", "", None),
+        _row("report", f"peak RSS at {quarter['cases']} and {full['cases']} cases",
+             f"{_mb(quarter['html_peak_rss'])}; {_mb(full['html_peak_rss'])} "
+             f"({data['memory_growth']:.2f}x)", f"<= {MEMORY_GROWTH}x (flat)",
+             data["memory_growth"] <= MEMORY_GROWTH),
+    ]
+
+
 ROWS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "backlog": _backlog_rows,
     "latency": _latency_rows,
     "scale": _scale_rows,
     "size": _size_rows,
     "startup": _startup_rows,
+    "report": _report_rows,
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 from mailbot.config import Settings
 from mailbot.errors import MailbotError
@@ -40,6 +41,14 @@ def run_checks(settings: Settings) -> tuple[list[tuple[str, Problem]], list[tupl
         if problem is None and creds.mechanism != "password":
             notes.append((name, f"the server accepted the access token ({creds.mechanism})"))
     results.append(("templates", _check_templates(settings)))
+    if settings.securitytxt.path:
+        from mailbot.securitytxt.expiry import expiry_problem
+
+        found = expiry_problem(settings.securitytxt.path, datetime.now(UTC))
+        if found is not None and found[0] == "problem":
+            results.append(("security.txt", found[1]))
+        elif found is not None:
+            notes.append(("security.txt", found[1]))
     if not settings.secrets.token_key:
         notes.append(("secrets", "no token key configured (secrets.token_key_env); a key "
                                  "generated on first run is kept in the database instead"))

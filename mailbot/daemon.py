@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -28,13 +29,15 @@ log = logging.getLogger("mailbot.daemon")
 
 OUTBOX_SECONDS = 30
 DEADLINE_SECONDS = 60
+REPORT_SECONDS = 600  # how often the monthly report job looks whether its mail is due
 MAX_BACKOFF_SECONDS = 300
 
 
 class Daemon:
     def __init__(self, app: App) -> None:
         self.app = app
-        self.busy = {name: asyncio.Lock() for name in ("mailbox", "outbox", "deadlines")}
+        self.busy = {name: asyncio.Lock()
+                     for name in ("mailbox", "outbox", "deadlines", "report")}
         self.scheduler = AsyncIOScheduler(
             job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": 60},
             timezone=UTC,
@@ -56,6 +59,7 @@ class Daemon:
                                next_run_time=now)
         self.scheduler.add_job(self.deadlines_job, "interval", seconds=DEADLINE_SECONDS,
                                id="deadlines", next_run_time=now)
+        stop_extras = self._start_extras(now)
         self.scheduler.start()
         idle_stop = threading.Event()
         idle_tasks = []
@@ -75,10 +79,38 @@ class Daemon:
         for lock in self.busy.values():
             await lock.acquire()
         self.scheduler.shutdown(wait=False)
+        stop_extras()
         for task in idle_tasks:
             await task
         self.app.close()
         log.info("stopped cleanly")
+
+    def _start_extras(self, now: datetime) -> Callable[[], None]:
+        """The optional parts (own packages): the monthly report job and the metrics endpoint.
+        Returns what stops them."""
+        settings = self.app.settings
+        if settings.report.monthly_to:
+            self.scheduler.add_job(self.report_job, "interval", seconds=REPORT_SECONDS,
+                                   id="report", next_run_time=now)
+        if settings.metrics.listen is None:
+            return lambda: None
+        from mailbot.metrics.server import start_metrics_server
+
+        metrics = start_metrics_server(self.app, *settings.metrics.listen)
+        return metrics.stop
+
+    async def report_job(self) -> None:
+        from mailbot.report.monthly import monthly_report_due
+
+        async with self.busy["report"]:
+            try:
+                queued = await asyncio.to_thread(monthly_report_due, self.app,
+                                                 self.app.clock.now())
+            except TemporaryError as exc:
+                log.warning("monthly report failed: %s", _one_line(exc))
+                return
+        if queued:
+            self.wake("outbox")
 
     def wake(self, job_id: str) -> None:
         """Run ``job_id`` now, unless it is waiting out a backoff."""

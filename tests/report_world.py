@@ -29,12 +29,12 @@ from mailbot.config import (
     MailboxSettings,
     OncallSettings,
     PolicySettings,
-    ReportSettings,
     SecretsSettings,
     Settings,
     SmtpSettings,
     TeamSettings,
 )
+from mailbot.config_sections import ReportSettings
 from mailbot.intake.runner import process_alone
 from mailbot.mail.message import FetchedMessage
 from mailbot.store import migrate
@@ -191,7 +191,7 @@ def random_stories(count: int, seed: int = 12) -> list[Story]:
 # Running the stories through intake
 
 
-def settings(tmp_path: Path, **changes: object) -> Settings:
+def settings(tmp_path: Path, monthly_to: tuple[str, ...] = ()) -> Settings:
     return Settings(
         mailbox=MailboxSettings(host="127.0.0.1", port=1, security="none",
                                 username="security@example.test"),
@@ -204,7 +204,7 @@ def settings(tmp_path: Path, **changes: object) -> Settings:
                               ack_business_days=ACK_DAYS, assessment_business_days=ASSESS_DAYS),
         oncall=OncallSettings(addresses=("oncall@team.example.test",)),
         secrets=SecretsSettings(token_key=b"report-test-key"),
-        report=ReportSettings(**changes) if changes else ReportSettings(),
+        report=ReportSettings(monthly_to=monthly_to),
     )
 
 
@@ -311,7 +311,7 @@ class Expected:
 
 def expected(stories: list[Story], since: date, until: date,
              now: datetime = NOW) -> tuple[Expected, dict[str, Expected]]:
-    total, months = Expected(), {}
+    total, months = Expected(), dict[str, Expected]()
     for s in stories:
         day = local_date(s.received)
         if not since <= day <= until:

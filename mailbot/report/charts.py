@@ -39,7 +39,10 @@ def _new(title: str) -> tuple[Figure, Axes]:
 
 
 def _month_labels(figures: Figures) -> list[str]:
-    return [b.month[2:] if b.month else "" for b in figures.months]  # "26-03": short enough
+    """``Mar 26`` for ``2026-03``: short enough for twelve under one chart."""
+    names = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+    return [f"{names[int(b.month[5:]) - 1]} {b.month[2:4]}" if b.month else ""
+            for b in figures.months]
 
 
 def reports_and_breaches(figures: Figures) -> str:

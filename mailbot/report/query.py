@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import ColumnElement, Float, Text, cast, func, or_, select
 from sqlalchemy.orm import Session
 
 from mailbot.cases.models import Case
@@ -22,24 +23,43 @@ from mailbot.report.figures import AtRisk, CaseRow, Period
 AT_RISK_LISTED = 200
 _BATCH = 5000
 
-_COLUMNS = (
-    Case.id, Case.status, Case.flags, Case.close_reason, Case.severity, Case.received_at,
-    Case.ack_due, Case.acknowledged_at, Case.assessment_due, Case.assessed_at, Case.resolved_at,
-    Case.closed_at,
-)
+def _epoch(column: Any, dialect: str) -> ColumnElement[Any]:
+    """A time column as seconds since the epoch, computed by the database: no datetime objects
+    for 100,000 rows. SQLite keeps UTC text ("2026-03-27 15:00:00.000000"; julianday reads it to
+    the millisecond), PostgreSQL a timestamptz. An unset time is -1."""
+    if dialect == "sqlite":
+        seconds = (func.julianday(column) - 2440587.5) * 86400.0
+    else:
+        seconds = cast(func.extract("epoch", column), Float)
+    # -1 rather than NULL: numpy takes a column of floats in one go (figures.CaseRow).
+    return func.coalesce(seconds, -1.0)
+
+
+def _columns(dialect: str) -> tuple[Any, ...]:
+    times = (Case.received_at, Case.ack_due, Case.acknowledged_at, Case.assessment_due,
+             Case.assessed_at, Case.resolved_at, Case.closed_at)
+    return (
+        Case.id, Case.status,
+        # The flags are a JSON list; asking the database spares decoding 100,000 of them.
+        cast(Case.flags, Text).like('%"automatic"%'),
+        # "" rather than NULL, for the same reason as the -1 below.
+        func.coalesce(Case.close_reason, ""), func.coalesce(Case.severity, ""),
+        *(_epoch(t, dialect) for t in times),
+    )
 
 
 def case_rows(session: Session, calendar: BusinessCalendar, period: Period) -> Iterator[CaseRow]:
-    """The cases received in ``period`` (local dates), oldest first."""
+    """The cases received in ``period`` (local dates), in no particular order."""
     start = calendar.start_of_day(period.since)
     end = calendar.start_of_day(period.until + timedelta(days=1))
-    stmt = (select(*_COLUMNS)
+    stmt = (select(*_columns(session.get_bind().dialect.name))
             .where(Case.received_at >= start, Case.received_at < end)
-            .order_by(Case.received_at, Case.id)
             .execution_options(yield_per=_BATCH))
-    for r in session.execute(stmt):
-        yield CaseRow(r[0], r[1], tuple(r[2] or ()), r[3], r[4], r[5], r[6], r[7], r[8], r[9],
-                      r[10], r[11])
+    make = CaseRow._make
+    # A Core result on the session's connection: the ORM's row handling costs more than the
+    # adding up, and these are plain values.
+    for row in session.connection().execute(stmt):
+        yield make(row)
 
 
 def cases_at_risk(
