@@ -96,7 +96,8 @@ class Daemon:
             return lambda: None
         from mailbot.metrics.server import start_metrics_server
 
-        metrics = start_metrics_server(self.app, *settings.metrics.listen)
+        metrics = start_metrics_server(self.app.db, self.app.calendar, settings.policy,
+                                       self.app.clock.now, *settings.metrics.listen)
         return metrics.stop
 
     async def report_job(self) -> None:

@@ -66,8 +66,8 @@ class MailbotCollector(Collector):
                   now: datetime) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         open_cases = GaugeMetricFamily("mailbot_open_cases", "Open cases by status",
                                        labels=["status"])
-        counts = dict(session.execute(select(Case.status, func.count()).where(
-            Case.status.in_(vocabulary.OPEN_STATUSES)).group_by(Case.status)).tuples().all())
+        counts = {status: n for status, n in session.execute(select(Case.status, func.count())
+                  .where(Case.status.in_(vocabulary.OPEN_STATUSES)).group_by(Case.status))}
         for status in vocabulary.OPEN_STATUSES:
             open_cases.add_metric([status], counts.get(status, 0))
         yield open_cases
@@ -109,16 +109,16 @@ class MailbotCollector(Collector):
 
         failures = GaugeMetricFamily("mailbot_inbound_failures", "Messages that failed intake",
                                      labels=["state"])
-        by_state = dict(session.execute(select(InboundFailure.quarantined, func.count())
-                                        .group_by(InboundFailure.quarantined)).tuples().all())
+        by_state = {q: n for q, n in session.execute(select(
+            InboundFailure.quarantined, func.count()).group_by(InboundFailure.quarantined))}
         failures.add_metric(["retrying"], by_state.get(False, 0))
         failures.add_metric(["quarantined"], by_state.get(True, 0))
         yield failures
 
         outbox = GaugeMetricFamily("mailbot_outbox_messages", "Outgoing messages by state "
                                    "(queued is the queue depth)", labels=["state"])
-        states = dict(session.execute(select(Outbox.state, func.count())
-                                      .group_by(Outbox.state)).tuples().all())
+        states = {state: n for state, n in session.execute(select(
+            Outbox.state, func.count()).group_by(Outbox.state))}
         for state in ("queued", "sent", "failed"):
             outbox.add_metric([state], states.get(state, 0))
         yield outbox

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from datetime import datetime
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import start_http_server
 from prometheus_client.registry import CollectorRegistry
 
+from mailbot.config import PolicySettings
+from mailbot.deadlines.calendar import BusinessCalendar
 from mailbot.errors import ConfigError
 from mailbot.metrics.collector import MailbotCollector
-
-if TYPE_CHECKING:
-    from mailbot.app import App
+from mailbot.store import Database
 
 log = logging.getLogger("mailbot.metrics")
 
@@ -35,11 +36,11 @@ class MetricsServer:
         self.thread.join(timeout=5)
 
 
-def start_metrics_server(app: App, host: str, port: int) -> MetricsServer:
+def start_metrics_server(db: Database, calendar: BusinessCalendar, policy: PolicySettings,
+                         now: Callable[[], datetime], host: str, port: int) -> MetricsServer:
     """Serve ``/metrics`` on host:port (port 0 = any free one) from a thread of its own."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(MailbotCollector(app.db, app.calendar, app.settings.policy,
-                                       app.clock.now))
+    registry.register(MailbotCollector(db, calendar, policy, now))
     try:
         server, thread = start_http_server(port, addr=host, registry=registry)
     except OSError as exc:

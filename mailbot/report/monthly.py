@@ -14,18 +14,31 @@ from datetime import date, datetime, timedelta
 from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import SMTP
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from mailbot.cases.models import Outbox
+from mailbot.config import Settings
+from mailbot.deadlines.calendar import BusinessCalendar
 from mailbot.outbox import OutgoingMail, enqueue
 from mailbot.outgoing import Writer
 from mailbot.report.figures import Figures, Period
+from mailbot.store import Database
 
-if TYPE_CHECKING:
-    from mailbot.app import App
+
+class App(Protocol):
+    """What the monthly report needs of ``mailbot.app.App``."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def calendar(self) -> BusinessCalendar: ...
+    @property
+    def db(self) -> Database: ...
+    @property
+    def writer(self) -> Writer: ...
 
 log = logging.getLogger("mailbot.report")
 
@@ -71,10 +84,12 @@ def monthly_report_due(app: App, now: datetime) -> int:
     with app.db.session() as session:
         try:
             with session.begin_nested():
-                enqueue(session, mail, now)
+                row = enqueue(session, mail, now)
                 session.flush()
         except IntegrityError:
-            return 0  # another instance queued it first
+            return 0  # another instance queued it first (and its transaction had not ended)
+        if row is None:
+            return 0  # another instance queued it first (enqueue saw its row)
     log.info("queued the report for %s to %s", f"{period.since:%Y-%m}", ", ".join(recipients))
     return 1
 
