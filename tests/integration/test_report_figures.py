@@ -242,3 +242,16 @@ def test_cli_refuses_a_period_that_ends_before_it_starts(
         main(["--config", str(config), "report", "--since", "June"])
     assert exit_.value.code == 2
     assert "expected a date such as 2026-01-31, got 'June'" in capsys.readouterr().err
+
+
+def test_cli_on_a_database_never_migrated_says_to_migrate(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "mailbot.toml"
+    config.write_text(
+        '[mailbox]\nhost = "127.0.0.1"\nsecurity = "none"\nusername = "s@example.test"\n'
+        'password = "unused"\n'
+        '[smtp]\nhost = "127.0.0.1"\nsecurity = "none"\nfrom = "s@example.test"\n'
+        f'[database]\nurl = "sqlite:///{tmp_path / "new.db"}"\n')
+    assert main(["--config", str(config), "report", "--format", "json"]) == 2
+    err = capsys.readouterr().err
+    assert "run: mailbot migrate" in err and "Traceback" not in err
