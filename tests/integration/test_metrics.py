@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 
 from mailbot.app import App
 from mailbot.cases.models import Case, Message, Outbox, Reminder
@@ -54,7 +54,7 @@ def scraped(built: App) -> Iterator[tuple[str, Samples]]:
         server.stop()
 
 
-def count(app: App, *where: object) -> int:
+def count(app: App, *where: ColumnElement[bool]) -> int:
     with app.db.session() as session:
         return int(session.scalar(select(func.count()).select_from(Case).where(*where)) or 0)
 
