@@ -26,7 +26,7 @@ from mailbot.deadlines.watch import (
     stage_at,
 )
 
-BOARD_LIMIT = 200
+BOARD_LIMIT = 100
 OPEN = "open"  # the board's default status filter: new, acknowledged and assessed together
 ALL = "all"
 
