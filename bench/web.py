@@ -149,8 +149,11 @@ def summarise(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         "board_median_ms_after": round(statistics.median(after) * 1000, 1),
         "intake_seconds_alone": [round(x, 2) for x in alone],
         "intake_seconds_with_web": [round(x, 2) for x in busy],
+        # Each round runs both intakes back to back, so a round's ratio shares its moment's load.
+        "intake_slowdown_percent_per_round": [round((b / a - 1) * 100, 1)
+                                              for a, b in zip(alone, busy, strict=True)],
         "intake_slowdown_percent": round(
-            (statistics.median(busy) / statistics.median(alone) - 1) * 100, 1),
+            (statistics.median(b / a for a, b in zip(alone, busy, strict=True)) - 1) * 100, 1),
         "cases": rounds[-1]["cases"],
     }
 
@@ -163,6 +166,7 @@ def main() -> None:
                         help="seconds between two board requests (0: back to back)")
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     args = parser.parse_args()
+    load_before = os.getloadavg()
     corpus = Corpus.load(args.corpus) if args.corpus.is_dir() else None
     mailboxes = Mailboxes()
     sink = Sink().start()
@@ -176,6 +180,8 @@ def main() -> None:
         mailboxes.stop()
     print(json.dumps({"messages": args.messages, "corpus": bool(corpus), "rounds": args.rounds,
                       "interval": args.interval,
+                      "load_average_before_after": [round(load_before[0], 1),
+                                                    round(os.getloadavg()[0], 1)],
                       **summarise(rounds)}, indent=2))
 
 

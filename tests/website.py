@@ -178,6 +178,7 @@ def build_site(tmp: Path, imap: ImapTestServer) -> Iterator[Site]:
         roles: dict[str, str] = {}
         for role, age, subject in (("overdue", timedelta(days=8), "SQL injection in search"),
                                    ("older", timedelta(days=12), "Open redirect in /go"),
+                                   ("recent", timedelta(days=4), "CSRF on the settings page"),
                                    ("fresh", timedelta(0), "XSS in the login form")):
             before = {c.id for c in flow.cases()}
             raw = factories.message(subject=subject, date=now - age,
