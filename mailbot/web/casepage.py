@@ -95,9 +95,10 @@ def _message_view(session: Session, m: Message, raw_store: RawStore,
     raw = message_bytes(session, m, raw_store)
     parsed = parse_message(raw, max_bytes=policy.max_message_bytes) if raw is not None else None
     details = m.details or {}
-    from_name = parsed.sender.name if parsed and parsed.sender else ""
+    sender = parsed.sender if parsed else None
     return MessageView(
-        id=m.id, direction=m.direction, kind=m.kind, from_name=from_name, from_addr=m.from_addr,
+        id=m.id, direction=m.direction, kind=m.kind, from_name=sender.name if sender else "",
+        from_addr=m.from_addr or (sender.addr if sender else ""),
         to=[a.addr for a in parsed.to] if parsed else list(m.to_addrs),
         cc=[a.addr for a in parsed.cc] if parsed else [],
         subject=m.subject, date=m.date, received_at=m.received_at, message_id=m.message_id,
