@@ -8,6 +8,7 @@ message kinds, outbox states): never an address, a subject or anything else from
     mailbot_cases_at_risk{deadline}                 running deadline at risk now
     mailbot_cases_overdue{deadline}                 running deadline passed
     mailbot_last_mailbox_pass_timestamp_seconds     last successful mailbox pass (any instance)
+    mailbot_problem{service}                        1 while a refused login waits for a person
     mailbot_messages_total{direction,kind}          messages recorded, by what intake made of them
     mailbot_inbound_failures{state}                 failed intake: retrying, quarantined
     mailbot_outbox_messages{state}                  queued (the queue depth), sent, failed
@@ -28,11 +29,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from mailbot.cases import vocabulary
-from mailbot.cases.models import Case, InboundFailure, Message, Meta, Outbox, Reminder
+from mailbot.cases.models import Case, InboundFailure, Message, Outbox, Reminder
 from mailbot.config import PolicySettings
 from mailbot.deadlines.calendar import BusinessCalendar
 from mailbot.deadlines.watch import ACK, ASSESSMENT, AT_RISK, OVERDUE, RESOLUTION, stage_at
 from mailbot.errors import MailbotError
+from mailbot.health.records import read_status
 from mailbot.store import Database
 
 log = logging.getLogger("mailbot.metrics")
@@ -92,11 +94,17 @@ class MailbotCollector(Collector):
         yield at_risk
         yield overdue
 
-        beats = session.scalars(select(Meta.value).where(Meta.key.like("heartbeat:%"))).all()
-        last = max((datetime.fromisoformat(v).timestamp() for v in beats), default=0.0)
+        health = read_status(session)
         yield GaugeMetricFamily("mailbot_last_mailbox_pass_timestamp_seconds",
                                 "When a daemon last finished a mailbox pass (Unix time; 0 = "
-                                "never)", value=last)
+                                "never)", value=health.read_at.timestamp() if health.read_at
+                                else 0.0)
+        problems = GaugeMetricFamily("mailbot_problem", "1 while a failure a person must fix "
+                                     "is recorded (a refused login)", labels=["service"])
+        failing = {p.service for p in health.problems}
+        for service in ("imap", "smtp"):
+            problems.add_metric([service], 1 if service in failing else 0)
+        yield problems
 
         messages = CounterMetricFamily("mailbot_messages", "Messages recorded on cases, by "
                                        "direction and by what intake made of them",

@@ -18,6 +18,7 @@ from mailbot.cases.models import Case, Message, Outbox, Reminder
 from mailbot.config_sections import MetricsSettings
 from mailbot.daemon import Daemon
 from mailbot.deadlines.watch import at_risk_case_ids
+from mailbot.health.records import mailbox_read
 from mailbot.metrics.server import start_metrics_server
 from tests import report_world as world
 from tests.servers import free_port
@@ -29,7 +30,8 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
     app, _ = world.make_world(tmp_path_factory.mktemp("metrics"), count=60)
     app.watch_deadlines(world.NOW)  # reminders and escalations, as the daemon would queue
-    app.beat()  # a finished mailbox pass at NOW
+    with app.db.session() as session:
+        mailbox_read(session, world.NOW)  # a finished mailbox pass, as the daemon records it
     yield app
     app.close()
 
@@ -99,6 +101,7 @@ def test_outbox_reminders_messages_and_last_pass(built: App,
     assert samples[("mailbot_last_mailbox_pass_timestamp_seconds", ())] == \
         world.NOW.timestamp()
     assert samples[("mailbot_scrape_error", ())] == 0
+    assert samples[("mailbot_problem", (("service", "imap"),))] == 0
 
 
 def test_no_address_or_report_content_in_the_metrics(scraped: tuple[str, Samples]) -> None:
