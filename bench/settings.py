@@ -25,6 +25,7 @@ TIMEZONE = "Europe/Amsterdam"
 TOKEN_KEY = "bench-token-key"
 # The backlog repeats a few hundred senders; the per-sender limit would turn most copies into
 # rate-limited cases without a receipt, which is less work than a backlog of distinct reporters.
+# The hourly limit on all receipts likewise.
 RECEIPT_LIMIT = 1_000_000
 
 
@@ -59,7 +60,8 @@ def bench_settings(imap: Imap, smtp_port: int, db_url: str, *, batch_size: int =
         team=TeamSettings(
             addresses=(TEAM_ADDRESS,), domains=(TEAM_DOMAIN,), authserv_id="mx.example.test"
         ),
-        policy=PolicySettings(timezone=TIMEZONE, receipts_per_sender_per_day=RECEIPT_LIMIT),
+        policy=PolicySettings(timezone=TIMEZONE, receipts_per_sender_per_day=RECEIPT_LIMIT,
+                              receipts_per_hour=RECEIPT_LIMIT),
         oncall=OncallSettings(addresses=(ONCALL,)),
         secrets=SecretsSettings(token_key=TOKEN_KEY.encode()),
     )
@@ -94,6 +96,7 @@ authserv_id = "mx.example.test"
 [policy]
 timezone = "{TIMEZONE}"
 receipts_per_sender_per_day = {RECEIPT_LIMIT}
+receipts_per_hour = {RECEIPT_LIMIT}
 
 [oncall]
 addresses = ["{ONCALL}"]

@@ -117,6 +117,7 @@ class PolicySettings:
     at_risk_business_days: int = 1
     business_hours: tuple[time, time] = (time(9, 0), time(17, 0))
     receipts_per_sender_per_day: int = 5
+    receipts_per_hour: int = 60  # all receipts together; more are held back and counted
     max_message_bytes: int = 26_214_400
     digest_time: time | None = None  # daily on-call digest; None = off
     receipt_max_age_hours: int = 72  # no receipt for a message older than this
@@ -223,8 +224,8 @@ _KNOWN: dict[str, set[str]] = {
     "policy": {
         "case_prefix", "timezone", "workdays", "holidays", "holiday_country",
         "ack_business_days", "assessment_business_days", "at_risk_business_days",
-        "business_hours", "receipts_per_sender_per_day", "max_message_bytes", "digest_time",
-        "receipt_max_age_hours",
+        "business_hours", "receipts_per_sender_per_day", "receipts_per_hour",
+        "max_message_bytes", "digest_time", "receipt_max_age_hours",
     },
     "oncall": {"addresses", "rotation", "rotation_start", "rotation_days"},
     "secrets": {"token_key", "token_key_env", "token_key_file"},
@@ -411,6 +412,7 @@ def _policy(r: _Reader) -> PolicySettings:
         at_risk_business_days=r.integer("policy.at_risk_business_days", 1, minimum=0),
         business_hours=_hours(r.text("policy.business_hours", "09:00-17:00")),
         receipts_per_sender_per_day=r.integer("policy.receipts_per_sender_per_day", 5, minimum=0),
+        receipts_per_hour=r.integer("policy.receipts_per_hour", 60, minimum=0),
         max_message_bytes=r.integer("policy.max_message_bytes", 26_214_400, minimum=1024),
         digest_time=_clock_time("policy.digest_time", digest) if digest else None,
         receipt_max_age_hours=r.integer("policy.receipt_max_age_hours", 72, minimum=1),

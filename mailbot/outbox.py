@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from mailbot.cases.models import Message, Outbox
 from mailbot.clock import Clock
 from mailbot.errors import SmtpLoginRefused, SmtpPermanentError, SmtpTemporaryError
+from mailbot.mail.addresses import sender_key
 from mailbot.mail.smtp import Transport
 from mailbot.store import Database, sending_lock
 
@@ -54,7 +55,7 @@ def enqueue(session: Session, mail: OutgoingMail, now: datetime) -> Outbox | Non
         message_id=mail.message_id,
         envelope_from=mail.envelope_from,
         recipients=list(mail.recipients),
-        first_recipient=mail.recipients[0].lower(),
+        first_recipient=sender_key(mail.recipients[0]),
         data=mail.data,
         state=QUEUED,
         attempts=0,
@@ -79,12 +80,22 @@ def enqueue(session: Session, mail: OutgoingMail, now: datetime) -> Outbox | Non
 
 
 def receipts_sent_recently(session: Session, recipient: str, now: datetime) -> int:
-    """Receipts queued for ``recipient`` in the last 24 hours (the per-sender limit)."""
+    """Receipts queued in the last 24 hours for ``recipient``'s mailbox, whatever ``+tag`` or
+    spelling it used (``sender_key``): the per-sender limit."""
     return session.scalar(
         select(func.count(Outbox.id)).where(
             Outbox.kind == "receipt",
-            Outbox.first_recipient == recipient.lower(),
+            Outbox.first_recipient == sender_key(recipient),
             Outbox.created_at > now - timedelta(days=1),
+        )
+    ) or 0
+
+
+def receipts_sent_within(session: Session, span: timedelta, now: datetime) -> int:
+    """Receipts queued for anyone in the ``span`` before ``now``: the limit on all receipts."""
+    return session.scalar(
+        select(func.count(Outbox.id)).where(
+            Outbox.kind == "receipt", Outbox.created_at > now - span,
         )
     ) or 0
 

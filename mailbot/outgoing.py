@@ -252,12 +252,14 @@ def digest(
     recipients: list[str],
     now: datetime,
     withheld: Sequence[Case] = (),
+    held_back: int = 0,
 ) -> OutgoingMail:
     """The daily digest: open cases by deadline, soonest first, grouped by stage; first of all
     the reports whose receipt was withheld as too late, which wait on a person to answer them.
 
     ``entries`` are at most a few hundred of the ``total`` open cases; the mail says how many
-    more there are.
+    more there are, and how many receipts ``policy.receipts_per_hour`` held back (``held_back``,
+    the last 24 hours).
     """
     groups: list[dict[str, Any]] = [{
         "title": "No receipt was sent (it would have come too late): answer the reporter yourself",
@@ -281,6 +283,7 @@ def digest(
             "more": max(total - len(entries), 0),
             "groups": [g for g in groups if g["cases"]],
             "list_command": "mailbot cases list",
+            "held_back": held_back,
         },
         case_id=None,
         kind="digest",
@@ -305,4 +308,5 @@ def _digest_row(
         "due_local": writer.local_time(deadline.due) if deadline else "",
         "time_left": time_left(deadline.due, now) if deadline else "",
         "show_command": show_command(case.id),
+        "flags": list(case.flags),
     }

@@ -174,7 +174,9 @@ class Outbox(Base):
     """A message waiting to be sent, written in the same transaction as its cause."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_state_next", "state", "next_attempt_at"),)
+    # The second index answers "receipts queued in the last hour" (policy.receipts_per_hour).
+    __table_args__ = (Index("ix_outbox_state_next", "state", "next_attempt_at"),
+                      Index("ix_outbox_kind_created", "kind", "created_at"))
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     case_id: Mapped[str | None] = mapped_column(String(40), index=True)
@@ -182,6 +184,8 @@ class Outbox(Base):
     message_id: Mapped[str] = mapped_column(String(998), unique=True)
     envelope_from: Mapped[str] = mapped_column(String(320))  # "" = null reverse path
     recipients: Mapped[list[str]] = mapped_column()
+    # The first recipient as mailbot.mail.addresses.sender_key folds it (no +tag, ...): what the
+    # per-sender receipt limit counts by. The address mail goes to is in ``recipients``.
     first_recipient: Mapped[str] = mapped_column(String(320), index=True)
     data: Mapped[bytes] = mapped_column(LargeBinary)
     state: Mapped[str] = mapped_column(String(10), default="queued")  # queued|sent|failed

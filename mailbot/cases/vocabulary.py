@@ -16,3 +16,6 @@ CLOSE_REASONS = ("fixed", "duplicate", "invalid", "spam", "out-of-scope")
 # Flags that change what mailbot does with a case (most flags only describe it).
 IMPORTED = "imported"  # there before mailbot first read the mailbox: no receipt, no deadlines
 RECEIPT_WITHHELD = "receipt-withheld"  # a receipt would have come too late: a person answers
+# Flags (and events) that more than one part of mailbot speaks of.
+NON_PARTICIPANT = "non-participant"  # someone outside the case joined its thread
+RECEIPT_HELD_BACK = "receipt-held-back"  # policy.receipts_per_hour kept its receipt back

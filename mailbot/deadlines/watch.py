@@ -39,7 +39,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from mailbot.cases import vocabulary
-from mailbot.cases.models import Case, Message, Outbox, Reminder, flagged
+from mailbot.cases.models import Case, Event, Message, Outbox, Reminder, flagged
 from mailbot.config import PolicySettings
 from mailbot.deadlines.calendar import BusinessCalendar
 from mailbot.deadlines.oncall import people_to_tell
@@ -411,6 +411,7 @@ def digest_due(app: App, now: datetime) -> int:
             recipients=recipients,
             now=now,
             withheld=unanswered_withheld(session),
+            held_back=receipts_held_back(session, now),
         )
         if not _enqueue_once(session, mail, now):
             return 0
@@ -421,6 +422,16 @@ def digest_due(app: App, now: datetime) -> int:
         ", ".join(recipients),
     )
     return 1
+
+
+def receipts_held_back(session: Session, now: datetime) -> int:
+    """Receipts that ``policy.receipts_per_hour`` held back in the 24 hours before ``now``."""
+    return session.scalar(
+        select(func.count(Event.id)).where(
+            Event.action == vocabulary.RECEIPT_HELD_BACK,
+            Event.at > now - timedelta(days=1), Event.at <= now,
+        )
+    ) or 0
 
 
 def _enqueue_once(session: Session, mail: OutgoingMail, now: datetime) -> bool:

@@ -28,6 +28,7 @@ class Correlation:
     case_id: str | None
     reason: str
     mentioned_tag: str = ""
+    by_thread: bool = False  # found by In-Reply-To/References, not by a subject tag
 
 
 def correlate(
@@ -76,10 +77,11 @@ def _by_thread_ids(session: Session, msg: InboundMessage, token_key: bytes) -> C
         known.setdefault(mid, holder)
     for mid in ordered:
         if mid in known:
-            return Correlation(known[mid], f"references {mid}")
+            return Correlation(known[mid], f"references {mid}", by_thread=True)
     if token_key:
         for mid in ordered:
             case_id = verify_message_id(mid, token_key)
             if case_id is not None and session.get(Case, case_id) is not None:
-                return Correlation(case_id, f"references our message {mid} (token verified)")
+                return Correlation(case_id, f"references our message {mid} (token verified)",
+                                   by_thread=True)
     return None

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from sqlalchemy import select
@@ -27,16 +27,18 @@ from mailbot.cases import service, vocabulary
 from mailbot.cases.commands import Command, apply_command, log_name, parse_commands
 from mailbot.cases.models import Case, Message
 from mailbot.cases.service import Actor, TransitionRefused
+from mailbot.cases.vocabulary import NON_PARTICIPANT, RECEIPT_HELD_BACK
 from mailbot.clock import Clock
-from mailbot.config import Settings
+from mailbot.config import PolicySettings, Settings
 from mailbot.deadlines.calendar import BusinessCalendar
 from mailbot.intake import history
 from mailbot.intake.classify import Classification, classify
 from mailbot.intake.correlate import Correlation, correlate
+from mailbot.intake.participants import not_a_participant, reaches_reporter
 from mailbot.mail.compose import clean_address
 from mailbot.mail.message import Attachment, FetchedMessage, InboundMessage
 from mailbot.mail.parse import dedupe_key, header_block_sender, parse_message
-from mailbot.outbox import enqueue, receipts_sent_recently
+from mailbot.outbox import enqueue, receipts_sent_recently, receipts_sent_within
 from mailbot.outgoing import Writer, receipt
 from mailbot.store import RawStore
 
@@ -84,6 +86,9 @@ def process(session: Session, fetched: FetchedMessage, intake: Intake) -> Outcom
         assert existing is not None  # correlate only names cases that exist
         case, outcome = existing, Outcome.ADDED
     message = _record_message(session, case, msg, fetched, facts, where, key, raw_id, outcome)
+    if outcome is Outcome.ADDED and where.by_thread \
+            and not_a_participant(session, case, msg, facts):
+        _flag_non_participant(session, case, message, msg, fetched)
     _apply_team_message(session, case, msg, facts, message, intake)
     history.keep_unarmed(case)
     if outcome is Outcome.OPENED:
@@ -168,6 +173,17 @@ def _record_message(
     return message
 
 
+def _flag_non_participant(
+    session: Session, case: Case, message: Message, msg: InboundMessage, fetched: FetchedMessage,
+) -> None:
+    """Someone who is neither the reporter nor the team joined the thread by its Message-ID:
+    kept on the case (it may well matter), and flagged so that the team sees who."""
+    message.flags = sorted({*message.flags, NON_PARTICIPANT})
+    service.add_flags(case, NON_PARTICIPANT)
+    service.record(session, case, Actor(message.from_addr or "unknown", _source(msg, fetched)),
+                   NON_PARTICIPANT, {"from": message.from_addr}, fetched.internal_date)
+
+
 def _kind(facts: Classification, outcome: Outcome) -> str:
     if facts.own.yes:
         return "own-copy"
@@ -207,7 +223,7 @@ def _apply_team_message(
         return intake.calendar.add_business_days(at, policy.assessment_business_days)
 
     acknowledged_here = False
-    if case.status == vocabulary.NEW and _reaches_reporter(session, case, msg, intake):
+    if case.status == vocabulary.NEW and reaches_reporter(session, case, msg, intake.settings):
         service.acknowledge(session, case, actor, message.received_at, assessment_due_after,
                             explicit=False)
         acknowledged_here = True
@@ -269,44 +285,6 @@ def _team_source(session: Session, msg: InboundMessage, message: Message) -> str
     return f"message:{message.id}"
 
 
-def _reaches_reporter(session: Session, case: Case, msg: InboundMessage, intake: Intake) -> bool:
-    """The reporter is among the recipients: their address, or the Reply-To of their report
-    (mail clients answer there) when that is outside the house (``_outside_aliases``)."""
-    if not case.reporter:
-        return False
-    recipients = {a.addr for a in (*msg.to, *msg.cc)}
-    if case.reporter in recipients:
-        return True
-    report = session.scalars(
-        select(Message)
-        .where(Message.case_id == case.id, Message.direction == "in")
-        .order_by(Message.id)
-        .limit(1)
-    ).first()
-    if report is None:
-        return False
-    return bool(recipients & _outside_aliases(report.details.get("reply_to", []), intake))
-
-
-def _outside_aliases(reply_to: list[str], intake: Intake) -> set[str]:
-    """The report's Reply-To addresses that may stand for the reporter.
-
-    Not the mailbox, a team address or domain, an on-call address, nor any address in the
-    mailbox's own domain: a reporter who names one of those would make the team's internal mail
-    (to on-call, to a colleague) look like an answer to them, and stop the clock."""
-    settings = intake.settings
-    house = {settings.own_address.lower(), settings.mailbox.username.lower(),
-             *(a.lower() for a in settings.team.addresses),
-             *(a.lower() for a in settings.oncall.addresses),
-             *(a.lower() for a in settings.oncall.rotation)}
-    domains = {d.strip().lstrip("@").lower() for d in settings.team.domains}
-    mailbox = (settings.own_address.lower(), settings.mailbox.username.lower())
-    domains |= {a.rpartition("@")[2] for a in mailbox if "@" in a}
-    return {addr for addr in reply_to
-            if isinstance(addr, str) and addr not in house
-            and addr.rpartition("@")[2] not in domains}
-
-
 def _trust_sent_copy(
     session: Session, seen: Message, fetched: FetchedMessage, intake: Intake
 ) -> None:
@@ -364,15 +342,28 @@ def _send_receipt(
     # (only this message's case, events and message): no flush before them, one at the end.
     with session.no_autoflush:
         if reason is None:
-            limit = intake.settings.policy.receipts_per_sender_per_day
-            if receipts_sent_recently(session, case.reporter, now) >= limit:
-                service.add_flags(case, "rate-limited")
-                reason = f"{case.reporter} already had {limit} receipts in 24 hours"
+            reason = _over_a_receipt_limit(session, case, intake.settings.policy, now)
         if reason is not None:
-            service.record(session, case, Actor("mailbot", "intake"), "no-receipt",
+            # A receipt held back by the hourly limit is its own event: the digest counts them.
+            action = RECEIPT_HELD_BACK if RECEIPT_HELD_BACK in case.flags else "no-receipt"
+            service.record(session, case, Actor("mailbot", "intake"), action,
                            {"reason": reason}, now)
             return
         enqueue(session, receipt(intake.writer, case, msg, key, now), now)
+
+
+def _over_a_receipt_limit(
+    session: Session, case: Case, policy: PolicySettings, now: datetime
+) -> str | None:
+    """Why this receipt would be one too many, flagging the case; None when it may go."""
+    limit = policy.receipts_per_sender_per_day
+    if receipts_sent_recently(session, case.reporter, now) >= limit:
+        service.add_flags(case, "rate-limited")
+        return f"{case.reporter} already had {limit} receipts in 24 hours"
+    if receipts_sent_within(session, timedelta(hours=1), now) >= policy.receipts_per_hour:
+        service.add_flags(case, RECEIPT_HELD_BACK)
+        return f"{policy.receipts_per_hour} receipts already went out in the last hour"
+    return None
 
 
 def _answerable(address: str) -> bool:

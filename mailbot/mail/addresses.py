@@ -280,3 +280,22 @@ def _display_name(phrase: list[_Token]) -> str:
     text = "".join((" " if token.spaced else "") + token.text for token in phrase)
     # Decoded only now, as display text: nothing in it is ever read as an address.
     return clean(decode_words(text), 200)
+
+
+# Providers that ignore dots in the local part (and their other domain names).
+_DOTLESS_DOMAINS = {"gmail.com": "gmail.com", "googlemail.com": "gmail.com"}
+
+
+def sender_key(addr: str) -> str:
+    """One address per mailbox for counting: lower-cased, without a ``+tag``, and at providers
+    that ignore them (Gmail), without dots in the local part and under one domain name.
+
+    ``Rita.R+x@GoogleMail.com`` -> ``ritar@gmail.com``. Only for limits, never for sending."""
+    local, at, domain = addr.strip().lower().rpartition("@")
+    if not at:
+        return addr.strip().lower()
+    local = local.partition("+")[0] or local
+    if domain in _DOTLESS_DOMAINS:
+        domain = _DOTLESS_DOMAINS[domain]
+        local = local.replace(".", "") or local
+    return f"{local}@{domain}"

@@ -1,0 +1,24 @@
+"""Index outbox rows by kind and creation time: the limit on all receipts per hour counts them.
+
+Revision ID: 0003
+Revises: 0002
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+revision: str = "0003"
+down_revision: str | None = "0002"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("outbox", schema=None) as batch_op:
+        batch_op.create_index("ix_outbox_kind_created", ["kind", "created_at"], unique=False)
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("outbox", schema=None) as batch_op:
+        batch_op.drop_index("ix_outbox_kind_created")
