@@ -56,7 +56,8 @@ class Actor:
 
 
 def case_tag_pattern(prefix: str) -> re.Pattern[str]:
-    return re.compile(r"\[(" + re.escape(prefix) + r"-\d{4}-\d{4,})\]")
+    # At most 12 digits: a longer number is no case of ours, and would not fit the id column.
+    return re.compile(r"\[(" + re.escape(prefix) + r"-\d{4}-\d{4,12})\]")
 
 
 def next_case_id(session: Session, prefix: str, year: int) -> str:
@@ -107,8 +108,8 @@ def open_case(
         id=case_id,
         status=NEW,
         reporter=reporter,
-        reporter_name=reporter_name,
-        subject=subject,
+        reporter_name=reporter_name[:200],
+        subject=subject[:300],
         flags=sorted(set(flags)),
         mentioned_tag=mentioned_tag,
         received_at=received_at,
@@ -129,8 +130,8 @@ def record(
     session: Session, case: Case, actor: Actor, action: str, detail: dict[str, Any],
     now: datetime,
 ) -> Event:
-    event = Event(case_id=case.id, at=now, actor=actor.name, action=action, detail=detail,
-                  source=actor.source)
+    event = Event(case_id=case.id, at=now, actor=actor.name[:320], action=action, detail=detail,
+                  source=actor.source[:1000])
     session.add(event)
     # An event may be older than the case's last change (a backfilled message's command is
     # stamped when the message arrived): updated_at only moves forward.

@@ -22,6 +22,7 @@ from mailbot.mail.headers import clean, decode_words, fix_8bit, unfold
 from mailbot.mail.message import Address
 
 MAX_ADDRESS_FIELD = 8 * 1024  # characters of an address field that are parsed at all
+MAX_ADDRESS = 254  # characters of one address: what an SMTP path can carry (RFC 5321 4.5.3.1)
 
 _SPECIALS = frozenset("<>@,;:.")
 _ATOM = re.compile(r'[^()<>\[\]:;@\\,."\x00-\x20\x7f]+')
@@ -273,6 +274,8 @@ def _addr_spec(cursor: _Cursor, local: list[_Token]) -> str:
     addr = f"{username}@{host}"
     if username.startswith(".") or username.endswith(".") or not addr.isprintable():
         raise _Unusable("not local@domain")
+    if len(addr) > MAX_ADDRESS:
+        raise _Unusable("address too long")
     return addr.lower()
 
 
