@@ -19,10 +19,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy.exc import SQLAlchemyError
 
 from mailbot.app import App, idle_watch
 from mailbot.deadlines.watch import digest_due
 from mailbot.errors import LoginRefused, MailbotError, SmtpLoginRefused, TemporaryError
+from mailbot.health import records as health
 from mailbot.health.logins import RefusedLogins
 
 log = logging.getLogger("mailbot.daemon")
@@ -150,6 +152,7 @@ class Daemon:
                 delay = min(2 ** self._mailbox_failures, MAX_BACKOFF_SECONDS)
                 self._postpone("mailbox", delay)
                 log.warning("mailbox pass failed (%s); next try in %d s", _one_line(exc), delay)
+                await self._note_failure(_one_line(exc))
                 return
             except MailbotError:
                 log.exception("mailbox pass failed")
@@ -160,6 +163,16 @@ class Daemon:
                 self.mailbox_ok.set()
         if report.opened or report.added or report.quarantined:
             self.wake("outbox")
+
+    async def _note_failure(self, error: str) -> None:
+        """For `mailbot health`: why the mailbox was not read (when the database can say it)."""
+        def note() -> None:
+            with self.app.db.session() as session:
+                health.mailbox_failed(session, self.app.clock.now(), error)
+        try:
+            await asyncio.to_thread(note)
+        except (MailbotError, SQLAlchemyError) as exc:  # best effort: the database may be down
+            log.debug("could not record the failure: %s", exc)
 
     async def _beat(self) -> None:
         """This host's daemon is alive (``mailbot health``), whether or not it reads the mailbox."""

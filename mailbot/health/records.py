@@ -4,7 +4,10 @@
 - ``mailbox-read``: the last completed pass over the mailbox and the host that made it (only the
   instance that actually read it writes this);
 - ``problem:<service>``: a failure a person must fix (``imap``, ``smtp``), since when, and which
-  config key to change; removed when the service works again.
+  config key to change; removed when the service works again;
+- ``trouble:imap``: the last failed pass over the mailbox that was weather (a server down, a
+  dropped connection), so that a mailbox nobody read lately comes with the reason; removed by
+  the next pass that works.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from mailbot.cases.models import Meta
 HEARTBEAT = "heartbeat:"
 MAILBOX_READ = "mailbox-read"
 PROBLEM = "problem:"
+TROUBLE = "trouble:"
 
 
 def this_host() -> str:
@@ -43,6 +47,7 @@ class Status:
     read_by: str | None  # the host that last read the mailbox
     read_at: datetime | None
     problems: list[Problem]
+    last_failure: tuple[datetime, str] | None = None  # the mailbox's, when weather
 
 
 def _put(session: Session, key: str, value: str) -> None:
@@ -59,6 +64,14 @@ def beat(session: Session, now: datetime, host: str | None = None) -> None:
 
 def mailbox_read(session: Session, now: datetime, host: str | None = None) -> None:
     _put(session, MAILBOX_READ, json.dumps({"host": host or this_host(), "at": now.isoformat()}))
+    trouble = session.get(Meta, TROUBLE + "imap")
+    if trouble is not None:
+        session.delete(trouble)
+
+
+def mailbox_failed(session: Session, now: datetime, error: str) -> None:
+    """A pass over the mailbox failed for a reason that should pass on its own."""
+    _put(session, TROUBLE + "imap", json.dumps({"at": now.isoformat(), "error": error[:500]}))
 
 
 def set_problem(session: Session, *, service: str, error: str, key: str, now: datetime,
@@ -87,11 +100,15 @@ def read_status(session: Session) -> Status:
     read_by: str | None = None
     read_at: datetime | None = None
     problems: list[Problem] = []
+    last_failure: tuple[datetime, str] | None = None
     rows = session.scalars(select(Meta).where(
         Meta.key.startswith(HEARTBEAT) | Meta.key.startswith(PROBLEM)
-        | (Meta.key == MAILBOX_READ)))
+        | (Meta.key == MAILBOX_READ) | (Meta.key == TROUBLE + "imap")))
     for row in rows:
-        if row.key.startswith(HEARTBEAT):
+        if row.key == TROUBLE + "imap":
+            value = json.loads(row.value)
+            last_failure = (datetime.fromisoformat(value["at"]), value["error"])
+        elif row.key.startswith(HEARTBEAT):
             beats[row.key.removeprefix(HEARTBEAT)] = datetime.fromisoformat(row.value)
         elif row.key == MAILBOX_READ:
             value = json.loads(row.value)
@@ -102,4 +119,5 @@ def read_status(session: Session) -> Status:
                                     since=datetime.fromisoformat(value["since"]),
                                     error=value["error"], key=value["key"]))
     problems.sort(key=lambda p: p.service)
-    return Status(heartbeats=beats, read_by=read_by, read_at=read_at, problems=problems)
+    return Status(heartbeats=beats, read_by=read_by, read_at=read_at, problems=problems,
+                  last_failure=last_failure)

@@ -42,14 +42,18 @@ def judge(status: Status, *, now: datetime, host: str, poll_seconds: int) -> Ver
     else:
         lines.append(f"this host ({host}): daemon alive, last ran its jobs {_ago(now - beat)} ago")
 
+    why = ""
+    if status.last_failure is not None:
+        at, error = status.last_failure
+        why = f"; the last try failed {_ago(now - at)} ago: {error}"
     if status.read_at is None:
         healthy = False
-        lines.append("mailbox: nobody has read it yet")
+        lines.append(f"mailbox: nobody has read it yet{why}")
     elif now - status.read_at > limit:
         healthy = False
         lines.append(f"mailbox: nobody has read it for {_ago(now - status.read_at)} "
                      f"(limit {_ago(limit)}, {POLL_INTERVALS} poll intervals); "
-                     f"last read by {status.read_by}")
+                     f"last read by {status.read_by}{why}")
     else:
         lines.append(f"mailbox: read by {status.read_by} {_ago(now - status.read_at)} ago")
 

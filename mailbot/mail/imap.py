@@ -230,7 +230,9 @@ class ImapMailbox:
     def reconnect(self, stop: threading.Event | None = None, attempts: int | None = None) -> None:
         """``connect()`` until it works, waiting 1 s, 2 s, 4 s ... up to 60 s between tries.
 
-        Gives up with the last MailboxUnavailable after ``attempts`` tries or once ``stop`` is set.
+        Gives up with the last MailboxUnavailable after ``attempts`` tries or once ``stop`` is set,
+        and at once on a refused login (MailboxLoginRefused): retrying that every minute is how
+        accounts get locked; the daemon retries it on its own slow schedule.
         """
 
         def should_stop(state: tenacity.RetryCallState) -> bool:
@@ -244,7 +246,8 @@ class ImapMailbox:
             log.warning("reconnect to %s in %.0f s after: %s", self.where, wait, error)
 
         retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(MailboxUnavailable),
+            retry=(tenacity.retry_if_exception_type(MailboxUnavailable)
+                   & tenacity.retry_if_not_exception_type(MailboxLoginRefused)),
             wait=tenacity.wait_exponential(multiplier=1, min=1, max=60),
             stop=should_stop,
             sleep=lambda seconds: _wait(stop, seconds),

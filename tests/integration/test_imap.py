@@ -459,6 +459,22 @@ def test_a_connection_dropped_during_idle_raises_promptly(
     assert mailbox.folder_state("INBOX") is not None
 
 
+def test_reconnect_gives_up_at_once_on_a_refused_login(imap_account: ImapAccount) -> None:
+    mb = ImapMailbox(imap_account.mailbox_settings(password="wrong"))
+    tries = 0
+    real_connect = mb.connect
+
+    def counting_connect() -> None:
+        nonlocal tries
+        tries += 1
+        real_connect()
+
+    mb.connect = counting_connect  # type: ignore[method-assign]
+    with pytest.raises(MailboxLoginRefused):
+        mb.reconnect(attempts=5)
+    assert tries == 1  # each failed login counts towards an account lockout
+
+
 def test_a_connection_that_dies_without_bye_during_idle_raises_promptly(
     mailbox: ImapMailbox, imap_account: ImapAccount, server: ImapTestServer
 ) -> None:

@@ -47,3 +47,12 @@ def test_a_refused_login_is_unhealthy_and_names_the_key_to_fix() -> None:
     assert not verdict.healthy
     assert any("IMAP login refused" in line for line in verdict.lines)
     assert any("to fix: mailbox.password_env (X)" in line for line in verdict.lines)
+
+
+def test_a_mailbox_nobody_could_read_says_why_the_last_try_failed() -> None:
+    failed = Status(heartbeats={"a": NOW}, read_by=None, read_at=None, problems=[],
+                    last_failure=(NOW - timedelta(seconds=20), "cannot connect to imap:993"))
+    verdict = judge(failed, now=NOW, host="a", poll_seconds=60)
+    assert not verdict.healthy
+    assert verdict.lines[1] == ("mailbox: nobody has read it yet; the last try failed 20 s ago: "
+                                "cannot connect to imap:993")
