@@ -40,6 +40,11 @@ def run_checks(settings: Settings) -> tuple[list[tuple[str, Problem]], list[tupl
         results.append((name, problem))
         if problem is None and creds.mechanism != "password":
             notes.append((name, f"the server accepted the access token ({creds.mechanism})"))
+        if name == "imap" and problem is None and database is None:
+            try:
+                notes.extend(("mailbox", line) for line in waiting_mail(settings, creds))
+            except MailbotError as exc:
+                notes.append(("mailbox", f"cannot tell what mail waits: {exc}"))
     results.append(("templates", _check_templates(settings)))
     if settings.securitytxt.path:
         from mailbot.securitytxt.expiry import expiry_problem
@@ -56,6 +61,26 @@ def run_checks(settings: Settings) -> tuple[list[tuple[str, Problem]], list[tupl
         notes.append(("oncall", "nobody to remind: set oncall.addresses, oncall.rotation "
                                 "or team.addresses"))
     return results, notes
+
+
+def waiting_mail(settings: Settings, credentials: Credentials) -> list[str]:
+    """What the next pass would do with the mail that waits in each watched folder (the folders
+    and the database are only read). Raises MailbotError when the mailbox cannot be read."""
+    from mailbot.intake.preview import preview
+    from mailbot.mail.imap import ImapMailbox
+    from mailbot.store import Database
+
+    db = Database(settings.database.url)
+    try:
+        with ImapMailbox(settings.mailbox, credentials=credentials) as mailbox:
+            found = preview(db, mailbox, settings, datetime.now(UTC))
+    finally:
+        db.dispose()
+    lines = [f.describe() for f in found]
+    if any(f.imported for f in found):
+        lines.append("history is imported, not answered; [mailbox] answer_existing = true "
+                     "answers it instead")
+    return lines
 
 
 def _check_templates(settings: Settings) -> Problem:

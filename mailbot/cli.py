@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="the daemon, until SIGTERM or SIGINT")
     run.add_argument("--once", action="store_true",
                      help="one full cycle (mail, outbox, deadlines), then exit")
+    run.add_argument("--dry-run", action="store_true",
+                     help="say how many messages wait in each watched folder and what would "
+                          "happen to them (imported as history or answered); change nothing")
     run.add_argument("--web", action="store_true",
                      help="also serve the read-only case view (on web.listen)")
     sub.add_parser("migrate", help="bring the database schema to the latest version")
@@ -268,6 +271,8 @@ def _cmd_run(settings: Settings, args: argparse.Namespace) -> int:
 
     from mailbot.store import Database, acquire_instance_lock
 
+    if args.dry_run:
+        return _dry_run(settings)
     # The lock first: a second instance must not touch (or migrate) the running one's database.
     lock = acquire_instance_lock(Database(settings.database.url))
     try:
@@ -302,6 +307,16 @@ def _cmd_run(settings: Settings, args: argparse.Namespace) -> int:
         return EXIT_OK
     finally:
         lock.release()
+
+
+def _dry_run(settings: Settings) -> int:
+    from mailbot.checks import waiting_mail
+    from mailbot.oauth2.wiring import edge_credentials
+
+    for line in waiting_mail(settings, edge_credentials(settings).imap):
+        print(line)
+    print("dry run: nothing was changed")
+    return EXIT_OK
 
 
 def _cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:

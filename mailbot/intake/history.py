@@ -48,17 +48,19 @@ class FolderHistory:
     until_uid: int  # the folder's UIDNEXT - 1 at first sight
 
     def covers(self, fetched: FetchedMessage) -> bool:
-        return (
-            fetched.uidvalidity == self.uidvalidity
-            and fetched.uid <= self.until_uid
-            and fetched.internal_date < self.first_started
-        )
+        return self.includes(fetched.uidvalidity, fetched.uid, fetched.internal_date)
+
+    def includes(self, uidvalidity: int, uid: int, arrived: datetime) -> bool:
+        return uidvalidity == self.uidvalidity and uid <= self.until_uid and \
+            arrived < self.first_started
 
 
 def folder_history(
-    session: Session, folder: str, state: FolderState, now: datetime, *, first_sight: bool
+    session: Session, folder: str, state: FolderState, now: datetime, *, first_sight: bool,
+    record: bool = True,
 ) -> FolderHistory | None:
-    """The folder's history as recorded at first sight; recorded now when this is first sight.
+    """The folder's history as recorded at first sight; recorded now when this is first sight
+    (unless ``record`` is false: what it would be, for a dry run).
 
     None for a folder that mailbot read before this rule existed (it has a cursor, but no record).
     """
@@ -69,19 +71,21 @@ def folder_history(
         row = Meta(key=(_FOLDER_KEY + folder)[:100],
                    value=json.dumps({"uidvalidity": state.uidvalidity,
                                      "until_uid": max(state.uidnext - 1, 0)}))
-        session.add(row)
+        if record:
+            session.add(row)
     recorded = json.loads(row.value)
-    return FolderHistory(first_started=first_started(session, now),
+    return FolderHistory(first_started=first_started(session, now, record=record),
                          uidvalidity=int(recorded["uidvalidity"]),
                          until_uid=int(recorded["until_uid"]))
 
 
-def first_started(session: Session, now: datetime) -> datetime:
+def first_started(session: Session, now: datetime, *, record: bool = True) -> datetime:
     """When mailbot first started on this mailbox; ``now`` if this is that moment."""
     row = session.get(Meta, FIRST_STARTED)
     if row is None:
         row = Meta(key=FIRST_STARTED, value=now.isoformat())
-        session.add(row)
+        if record:
+            session.add(row)
     return datetime.fromisoformat(row.value)
 
 

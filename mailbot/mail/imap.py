@@ -282,6 +282,17 @@ class ImapMailbox:
             )
         return state
 
+    def arrival_dates(self, folder: str, after_uid: int) -> dict[int, datetime]:
+        if self._select(folder) is None:
+            return {}
+        uids, found = self._uids_after(folder, after_uid), {}
+        for start in range(0, len(uids), 1000):
+            with self._translated(f"UID FETCH INTERNALDATE in {folder}"):
+                response = self._require().fetch(uids[start : start + 1000], ["INTERNALDATE"])
+            found.update({uid: _as_utc(data[b"INTERNALDATE"]) for uid, data in response.items()
+                          if isinstance(data.get(b"INTERNALDATE"), datetime)})
+        return found
+
     def search_uids(self, folder: str) -> list[int]:
         if self._select(folder) is None:
             return []

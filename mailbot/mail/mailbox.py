@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from mailbot.mail.message import FetchedMessage
@@ -41,6 +42,9 @@ class Mailbox(Protocol):
 
     def fetch_uids(self, folder: str, uids: Sequence[int]) -> list[FetchedMessage]:
         """These messages (those that still exist), ascending by UID."""
+
+    def arrival_dates(self, folder: str, after_uid: int) -> dict[int, datetime]:
+        """UID -> INTERNALDATE of the messages above ``after_uid``; nothing else is read."""
 
     def search_uids(self, folder: str) -> list[int]:
         """Every UID in the folder, ascending."""

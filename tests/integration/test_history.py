@@ -17,12 +17,13 @@ from sqlalchemy import select
 
 from mailbot.app import App
 from mailbot.cases.models import Outbox
+from mailbot.cli import main
 from mailbot.deadlines.watch import digest_due, open_cases_by_deadline
 from mailbot.errors import MailboxUnavailable
 from mailbot.intake.runner import MailboxRunner
 from mailbot.mail.imap import ImapMailbox
 from mailbot.mail.message import FetchedMessage
-from tests import factories, mailflow
+from tests import daemons, factories, mailflow
 from tests.mailflow import REPORTER, Mailflow
 from tests.servers.dovecot import ImapAccount
 from tests.servers.smtp_sink import SmtpSink
@@ -222,3 +223,41 @@ def test_imported_cases_stay_out_of_the_digest(flow: Mailflow) -> None:
                                                 datetime.now(UTC))
     assert len(flow.cases()) == 2
     assert total == 0 and entries == []
+
+
+def test_dry_run_and_check_say_what_waits_and_change_nothing(
+    tmp_path: Path, imap_account: ImapAccount, smtp_sink: SmtpSink,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    config = daemons.write_config(tmp_path, imap_account.mailbox_settings(answer_existing=False),
+                                  smtp_sink.smtp_settings(), url)
+    (tmp_path / "other").mkdir()
+    flow = Mailflow(factories.app(factories.settings(  # only to file mail and read the sink
+        tmp_path / "other", imap_account.mailbox_settings(), smtp_sink.smtp_settings())),
+        imap_account, smtp_sink)
+    try:
+        _file_history(flow, 3)
+        assert main(["--config", str(config), "run", "--once", "--dry-run"]) == 0
+        out = capsys.readouterr().out
+        assert "INBOX: 3 message(s) wait: 3 would be imported as history" in out
+        assert "Sent: no messages wait" in out
+        assert not (tmp_path / "cli.db").exists(), "a dry run creates no database"
+        with imap_account.client() as c:
+            c.select_folder("INBOX", readonly=True)
+            assert c.search(["SEEN"]) == []
+
+        assert main(["--config", str(config), "run", "--once"]) == 0
+        capsys.readouterr()
+        flow.report(subject="After the start")
+        _file_history(flow, 1, start=datetime.now(UTC) - timedelta(days=5))
+        assert main(["--config", str(config), "run", "--once", "--dry-run"]) == 0
+        out = capsys.readouterr().out
+        assert ("INBOX: 2 message(s) wait: 2 would be answered (1 of them too old for a "
+                "receipt: flagged for a person)") in out
+        main(["--config", str(config), "check"])
+        assert "mailbox: note: INBOX: 2 message(s) wait" in capsys.readouterr().out
+        assert main(["--config", str(config), "run", "--once"]) == 0
+        flow.mailed(1)  # the one in time; the other is flagged, not answered
+    finally:
+        flow.app.close()
