@@ -228,19 +228,23 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 # Commands that need only the database (and the storage key, where there is one): they do not
 # read the IMAP or SMTP secrets, so on-call can run them on a machine that does not hold them.
-# `deadlines` sends what its watch queued, so it reads the SMTP ones. Every other command (run,
-# check, and any command not listed) reads both.
+# `deadlines` sends what its watch queued, so it reads the SMTP ones; `cases purge` may delete a
+# case's mail from the mailbox. Every other command (run, check, any command not listed) reads
+# both. A new command that needs no server: add it here.
 NO_SERVER_SECRETS = frozenset({"cases", "health", "ingest", "migrate", "quarantine", "report",
                                "keys", "security-txt", "web"})
-SMTP_SECRETS_ONLY = frozenset({"deadlines"})
+SOME_SERVER_SECRETS: dict[tuple[str, str | None], frozenset[str]] = {
+    ("deadlines", "check"): frozenset({"smtp"}),
+    ("cases", "purge"): frozenset({"mailbox"}),
+}
 
 
-def secrets_used(command: str) -> frozenset[str]:
-    """The sections whose login secrets ``command`` reads (see ``config.load_settings``)."""
+def secrets_used(command: str, action: str | None = None) -> frozenset[str]:
+    """The sections whose login secrets a command reads (see ``config.load_settings``)."""
+    if (command, action) in SOME_SERVER_SECRETS:
+        return SOME_SERVER_SECRETS[command, action]
     if command in NO_SERVER_SECRETS:
         return frozenset()
-    if command in SMTP_SECRETS_ONLY:
-        return frozenset({"smtp"})
     return frozenset({"mailbox", "smtp"})
 
 
@@ -248,7 +252,7 @@ def _load_settings(args: argparse.Namespace) -> Settings:
     from mailbot.config import load_settings
 
     path = args.config or os.environ.get("MAILBOT_CONFIG") or DEFAULT_CONFIG
-    return load_settings(path, secrets=secrets_used(args.command))
+    return load_settings(path, secrets=secrets_used(args.command, getattr(args, "action", None)))
 
 
 def _app(settings: Settings, *, migrate: bool = False) -> App:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mailbot.cli import build_parser, main
+from mailbot.cli import build_parser, main, secrets_used
 from tests import factories
 from tests.servers.dovecot import ImapAccount
 from tests.servers.smtp_sink import SmtpSink
@@ -173,6 +173,13 @@ def test_run_once_with_smtp_down_says_in_its_summary_what_its_warning_says(
     assert main(["--config", str(config), "run", "--once"]) == 0
     assert "outbox: 0 sent, 1 waiting for a retry, 0 failed" in capsys.readouterr().out
     assert "1 message(s) wait for the next try" in caplog.text
+
+
+def test_each_command_reads_only_the_server_secrets_it_uses() -> None:
+    assert secrets_used("cases", "list") == secrets_used("health") == frozenset()
+    assert secrets_used("quarantine", "retry") == secrets_used("report") == frozenset()
+    assert secrets_used("deadlines", "check") == {"smtp"}
+    assert secrets_used("run") == secrets_used("check") == {"mailbox", "smtp"}
 
 
 def test_ingest_reads_eml_and_mbox_files_and_twice_changes_nothing(
