@@ -29,6 +29,7 @@ from typing import Any
 
 from sqlalchemy import insert
 
+from bench.corpus import REPO
 from bench.scale import _case, bench_now
 from bench.settings import Imap, bench_settings, bench_toml
 from mailbot.app import App
@@ -99,21 +100,35 @@ def _chunks(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
         yield rows[first : first + CHUNK]
 
 
+# The child reports its own peak RSS (VmHWM, per address space, so fresh after exec). The rusage
+# maximum would not do: Linux carries it over exec from the forking parent, this big process.
+_CHILD = """
+import atexit, sys
+from bench.memory import peak_rss
+atexit.register(lambda: print(f"peak-rss {peak_rss()}", file=sys.stderr))
+from mailbot.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 def _run_cli(config: Path, out: Path, fmt: str) -> tuple[float, int, float]:
     """Wall seconds, peak RSS (bytes) and CPU seconds of one ``mailbot report`` process."""
-    command = [sys.executable, "-m", "mailbot", "--config", str(config), "report",
+    command = [sys.executable, "-c", _CHILD, "--config", str(config), "report",
                "--format", fmt, "--out", str(out)]
-    started = time.perf_counter()
     env = {**os.environ, "MAILBOT_BENCH_IMAP_PASSWORD": "unused", "MAILBOT_BENCH_TOKEN_KEY": "k"}
-    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    # wait4 gives this child's own resource use (RUSAGE_CHILDREN would be the largest so far).
+    started = time.perf_counter()
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+                             cwd=REPO)
+    # wait4 gives this child's own CPU time (RUSAGE_CHILDREN would add up every child so far).
     _pid, status, usage = os.wait4(child.pid, 0)
     seconds = time.perf_counter() - started
     child.returncode = os.waitstatus_to_exitcode(status)
     stderr = child.stderr.read().decode(errors="replace") if child.stderr else ""
     if child.returncode != 0:
         raise RuntimeError(f"mailbot report failed: {stderr[-2000:]}")
-    return seconds, usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime
+    peak = next(int(line.split()[1]) for line in stderr.splitlines()
+                if line.startswith("peak-rss "))
+    return seconds, peak, usage.ru_utime + usage.ru_stime
 
 
 def _compute(url: str, runs: int) -> float:

@@ -15,6 +15,7 @@ import re
 import matplotlib
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from mailbot.report.figures import Figures
 
@@ -31,10 +32,13 @@ def _svg(fig: Figure, salt: str) -> str:
 
 
 def _new(title: str) -> tuple[Figure, Axes]:
-    fig = Figure(figsize=_SIZE, layout="constrained")
+    fig = Figure(figsize=_SIZE)
+    # Fixed margins: constrained layout costs more than the drawing (a third of a second a report).
+    fig.subplots_adjust(left=0.08, right=0.98, top=0.88, bottom=0.22)
     ax = fig.add_subplot()
     ax.set_title(title, loc="left", fontsize=11)
     ax.spines[["top", "right"]].set_visible(False)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts: no 2.5 reports
     return fig, ax
 
 
