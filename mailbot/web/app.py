@@ -27,6 +27,7 @@ from mailbot.web.board import ALL, OPEN, BoardQuery, board, known_flags, summary
 from mailbot.web.casepage import case_page, message_bytes
 from mailbot.web.context import WebContext
 from mailbot.web.render import environment
+from mailbot.web.report import sla_figures
 
 log = logging.getLogger("mailbot.web")
 
@@ -112,10 +113,13 @@ def build_app(ctx: WebContext) -> Starlette:
             "Content-Disposition": f'attachment; filename="{name}"'})
 
     def report_page(request: Request) -> Response:
+        months = request.query_params.get("months", "12")
+        count = int(months) if months.isdigit() and 1 <= int(months) <= 36 else 12
         now = ctx.now()
         with ctx.read() as s:
-            figures = summary(s, ctx.calendar, ctx.settings.policy, now)
-        return page(request, "report.html", summary=figures)
+            figures = sla_figures(s, ctx.calendar, ctx.settings.policy, now, count)
+            counts = summary(s, ctx.calendar, ctx.settings.policy, now)
+        return page(request, "report.html", figures=figures, summary=counts, months=count)
 
     # -- logging in and out --------------------------------------------------------------------
 

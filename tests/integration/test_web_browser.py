@@ -143,3 +143,10 @@ def test_hostile_mail_renders_as_inert_text(site: Site, logged_in: WebDriver) ->
     assert not [m for m in console if "Content Security Policy" in m], console
     assert "content security policy report" not in site.web.log_text()
     screenshot(logged_in, "web-hostile.png")
+
+
+def test_the_report_page_links_the_missed_deadlines(site: Site, logged_in: WebDriver) -> None:
+    logged_in.get(site.web.url + "/report")
+    links = {a.text for a in logged_in.find_elements(By.CSS_SELECTOR, "table.report td.id a")}
+    assert {site.cases["older"], site.cases["overdue"]} <= links
+    screenshot(logged_in, "web-report.png")

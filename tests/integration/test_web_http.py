@@ -215,3 +215,19 @@ def test_the_case_page_shows_the_thread_as_escaped_text(site: Site) -> None:
         kinds = set(s.scalars(select(Message.kind).where(
             Message.case_id == site.cases["fresh"])))
     assert {"report", "receipt", "team"} <= kinds
+
+
+def test_the_report_page_shows_the_sla_report_figures(site: Site) -> None:
+    from mailbot.report.service import build_figures, last_months
+
+    app = site.flow.app
+    now = app.clock.now()
+    figures = build_figures(app.db, app.calendar, app.settings.policy,
+                            last_months(app.calendar.local_date(now)), now)
+    page = login(site).get("/report").text
+    received = re.search(r"<b>(\d+)</b> received", page)
+    assert received and int(received[1]) == figures.totals.received == len(site.cases)
+    breached = {b.case for b in figures.totals.breaches}
+    assert {site.cases["older"], site.cases["overdue"]} <= breached
+    for case_id in breached:
+        assert f'<a href="/cases/{case_id}">' in page
