@@ -91,6 +91,18 @@ def test_history_becomes_imported_cases_without_receipts_or_escalations(flow: Ma
     flow.mailed(0)
 
 
+def test_history_from_just_before_the_first_start_gets_no_receipt_either(flow: Mailflow) -> None:
+    # An hour old: a receipt would still be in time, but history is imported, not answered.
+    _file_history(flow, 1, start=datetime.now(UTC) - timedelta(hours=1))
+    flow.run()
+
+    [case] = flow.cases()
+    assert "imported" in case.flags
+    [no_receipt] = [e for e in flow.events(case.id) if e.action == "no-receipt"]
+    assert no_receipt.detail["reason"].startswith("imported")
+    flow.mailed(0)
+
+
 def test_mail_after_the_first_start_is_answered(flow: Mailflow) -> None:
     _file_history(flow, 2)
     flow.run()
