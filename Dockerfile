@@ -12,6 +12,10 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
     MAILBOT_CONFIG=/etc/mailbot/mailbot.toml
 
+# gnupg: the [pgp] team key (decrypting reports, signing and encrypting replies).
+RUN apt-get update && apt-get install -y --no-install-recommends gnupg \
+    && rm -rf /var/lib/apt/lists/*
+
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY mailbot ./mailbot

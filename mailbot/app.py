@@ -39,6 +39,7 @@ from mailbot.mail.smtp import SmtpTransport, Transport
 from mailbot.oauth2.wiring import edge_credentials
 from mailbot.outbox import DrainReport, drain, enqueue
 from mailbot.outgoing import Writer, alert
+from mailbot.pgp import wiring as pgp
 from mailbot.store import CompressedRawStore, Database, LeaderLock
 
 log = logging.getLogger("mailbot.app")
@@ -70,6 +71,7 @@ class App:
                                           f"{settings.mailbox.host}")
         self._writer: Writer | None = None
         self._mailbox: ImapMailbox | None = None
+        self.unwrapper = pgp.unwrapper(settings, self.clock)
 
     # -- building blocks ---------------------------------------------------------------------
 
@@ -77,7 +79,7 @@ class App:
     def writer(self) -> Writer:
         if self._writer is None:
             self._writer = Writer(settings=self.settings, calendar=self.calendar,
-                                  token_key=self._token_key())
+                                  token_key=self._token_key(), sealer=pgp.sealer(self.settings))
         return self._writer
 
     def _token_key(self) -> bytes:
@@ -94,7 +96,7 @@ class App:
     @property
     def intake(self) -> Intake:
         return Intake(settings=self.settings, calendar=self.calendar, writer=self.writer,
-                      raw_store=CompressedRawStore(), clock=self.clock)
+                      raw_store=CompressedRawStore(), clock=self.clock, unwrapper=self.unwrapper)
 
     def oncall_now(self) -> list[str]:
         return people_to_tell(self.settings, self.clock.now(), self.calendar.tz)

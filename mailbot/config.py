@@ -30,6 +30,7 @@ from mailbot.config_sections import (
 )
 from mailbot.errors import ConfigError
 from mailbot.oauth2.settings import OAUTH2_KEYS, OAuth2Settings, read_oauth2
+from mailbot.pgp.settings import read_team_keys
 from mailbot.web.settings import WEB_KEYS, WebSettings, read_web
 
 log = logging.getLogger("mailbot.config")
@@ -103,6 +104,7 @@ class TeamSettings:
     domains: tuple[str, ...] = ()
     authserv_id: str = ""
     trust_unauthenticated: bool = False
+    pgp_keys: tuple[str, ...] = ()  # fingerprints whose good signatures prove team mail
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -220,7 +222,7 @@ _KNOWN: dict[str, set[str]] = {
         "from", "timeout_seconds", "verify_tls", "auth", "oauth2", "login_retry_seconds",
     },
     "database": {"url"},
-    "team": {"addresses", "domains", "authserv_id", "trust_unauthenticated"},
+    "team": {"addresses", "domains", "authserv_id", "trust_unauthenticated", "pgp_keys"},
     "policy": {
         "case_prefix", "timezone", "workdays", "holidays", "holiday_country",
         "ack_business_days", "assessment_business_days", "at_risk_business_days",
@@ -240,7 +242,7 @@ _KNOWN: dict[str, set[str]] = {
     },
     "pgp": {
         "home", "key", "passphrase", "passphrase_env", "passphrase_file", "attach_public_key",
-        "encrypt_to_reporters",
+        "encrypt_to_reporters", "timeout_seconds", "max_key_bytes",
     },
 }
 
@@ -366,6 +368,7 @@ def _team(r: _Reader) -> TeamSettings:
         domains=tuple(d.lower().lstrip("@") for d in r.str_list("team.domains")),
         authserv_id=r.text("team.authserv_id", "", allow_empty=True),
         trust_unauthenticated=r.boolean("team.trust_unauthenticated", False),
+        pgp_keys=read_team_keys(r),
     )
 
 

@@ -66,6 +66,8 @@ class PgpSettings:
     passphrase: str = field(default="", repr=False)
     attach_public_key: bool = True
     encrypt_to_reporters: bool = True
+    timeout_seconds: float = 20.0  # per gpg call (mailbot.pgp)
+    max_key_bytes: int = 64 * 1024  # a reporter's key larger than this is ignored
 
     @property
     def configured(self) -> bool:
@@ -132,4 +134,6 @@ def pgp_settings(r: Reader) -> PgpSettings:
         passphrase=r.secret("pgp", required=False, prefix="passphrase"),
         attach_public_key=r.boolean("pgp.attach_public_key", True),
         encrypt_to_reporters=r.boolean("pgp.encrypt_to_reporters", True),
+        timeout_seconds=float(r.integer("pgp.timeout_seconds", 20, minimum=1)),
+        max_key_bytes=r.integer("pgp.max_key_bytes", 64 * 1024, minimum=1024),
     )

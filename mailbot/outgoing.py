@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from mailbot.cases.models import Case
 from mailbot.config import Settings
 from mailbot.deadlines.calendar import BusinessCalendar
+from mailbot.intake.unwrap import Sealer
 from mailbot.mail.compose import compose, make_message_id
 from mailbot.mail.message import InboundMessage
 from mailbot.outbox import OutgoingMail
@@ -34,6 +35,8 @@ class Writer:
     settings: Settings
     calendar: BusinessCalendar
     token_key: bytes
+    # Encrypts and signs mail to those whose keys we have (mailbot.pgp); None: all goes as is.
+    sealer: Sealer | None = None
 
     @property
     def team_name(self) -> str:
@@ -70,7 +73,9 @@ class Writer:
         in_reply_to: str | None = None,
         references: tuple[str, ...] = (),
     ) -> OutgoingMail:
-        rendered = render(template, context, directory=self.settings.templates.directory)
+        encrypted = self.sealer is not None and self.sealer.can_encrypt_to(to)
+        rendered = render(template, {**context, "reply_encrypted": encrypted},
+                          directory=self.settings.templates.directory)
         data = compose(
             from_address=self.settings.smtp.from_address,
             to=to,
@@ -83,14 +88,18 @@ class Writer:
             auto_submitted=auto_submitted,
             date=now,
         )
+        if self.sealer is not None:
+            data = self.sealer.seal(data, recipients=to, kind=kind)
         return OutgoingMail(case_id=case_id, kind=kind, message_id=message_id,
                             envelope_from=envelope_from, recipients=to,
                             subject=rendered.subject, data=data)
 
 
 def receipt(writer: Writer, case: Case, msg: InboundMessage, dedupe: str,
-            now: datetime) -> OutgoingMail:
-    """The receipt to the report's sender: threaded under the report, never echoing its body."""
+            now: datetime, *, report_encrypted: bool = False) -> OutgoingMail:
+    """The receipt to the report's sender: threaded under the report, never echoing its body.
+
+    ``report_encrypted``: the report came encrypted; a receipt we cannot encrypt says so."""
     policy = writer.settings.policy
     references = msg.references[-20:]
     if msg.message_id:
@@ -109,6 +118,7 @@ def receipt(writer: Writer, case: Case, msg: InboundMessage, dedupe: str,
             "ack_business_days": policy.ack_business_days,
             "assessment_business_days": policy.assessment_business_days,
             "team_name": writer.team_name,
+            "report_encrypted": report_encrypted,
         },
         case_id=case.id,
         kind="receipt",

@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.servers.smtp_sink",
     "tests.servers.postgres",
     "tests.servers.oauth2",
+    "tests.pgpmail",
 ]

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from mailbot.config import Settings
 from mailbot.intake import rules
 from mailbot.intake.rules import Verdict
+from mailbot.intake.unwrap import Signature
 from mailbot.mail.message import InboundMessage
 
 
@@ -78,7 +79,10 @@ class Classification:
         return None
 
 
-def classify(msg: InboundMessage, folder: str, settings: Settings) -> Classification:
+def classify(msg: InboundMessage, folder: str, settings: Settings,
+             signature: Signature | None = None) -> Classification:
+    """``signature``: the sender's signature over the whole message, when an unwrapper found
+    one (``mailbot.intake.unwrap``)."""
     in_sent = bool(settings.mailbox.sent_folder) and folder == settings.mailbox.sent_folder
     # The team replying from the shared mailbox writes From: security@ itself; in Sent only our
     # loop header tells mailbot's own copies apart.
@@ -89,7 +93,8 @@ def classify(msg: InboundMessage, folder: str, settings: Settings) -> Classifica
         claims_team=rules.claims_team(msg, settings.team),
         imitates_team=rules.imitates_team(msg, settings.team),
         # Our own copies in Sent are not the team speaking.
-        trusted_team=rules.is_trusted_team(msg, settings.team, in_sent_folder=in_sent)
+        trusted_team=rules.is_trusted_team(msg, settings.team, in_sent_folder=in_sent,
+                                           signature=signature)
         if not own.yes
         else Verdict(False, "our own mail"),
         in_sent_folder=in_sent,

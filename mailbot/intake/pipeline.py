@@ -31,10 +31,11 @@ from mailbot.cases.vocabulary import NON_PARTICIPANT, RECEIPT_HELD_BACK
 from mailbot.clock import Clock
 from mailbot.config import PolicySettings, Settings
 from mailbot.deadlines.calendar import BusinessCalendar
-from mailbot.intake import history
+from mailbot.intake import history, sealed
 from mailbot.intake.classify import Classification, classify
 from mailbot.intake.correlate import Correlation, correlate
 from mailbot.intake.participants import not_a_participant, reaches_reporter
+from mailbot.intake.unwrap import Unwrapper
 from mailbot.mail.compose import clean_address
 from mailbot.mail.message import Attachment, FetchedMessage, InboundMessage
 from mailbot.mail.parse import dedupe_key, header_block_sender, parse_message
@@ -60,6 +61,8 @@ class Intake:
     writer: Writer
     raw_store: RawStore
     clock: Clock
+    # Opens encrypted or signed mail (mailbot.pgp); None: every message is read as it arrived.
+    unwrapper: Unwrapper | None = None
 
 
 def process(session: Session, fetched: FetchedMessage, intake: Intake) -> Outcome:
@@ -70,8 +73,11 @@ def process(session: Session, fetched: FetchedMessage, intake: Intake) -> Outcom
         _trust_sent_copy(session, seen, fetched, intake)
         return Outcome.DUPLICATE
     raw_id = intake.raw_store.put(session, fetched.raw)
-    msg = parse_message(fetched.raw, max_bytes=intake.settings.policy.max_message_bytes)
-    facts = classify(msg, fetched.folder, intake.settings)
+    opened = intake.unwrapper.unwrap(fetched.raw) if intake.unwrapper is not None else None
+    msg = parse_message(opened.raw if opened else fetched.raw,
+                        max_bytes=intake.settings.policy.max_message_bytes)
+    facts = classify(msg, fetched.folder, intake.settings,
+                     signature=opened.signature if opened else None)
     where = correlate(
         session, msg,
         trusted_team=facts.trusted_team.yes,
@@ -89,10 +95,13 @@ def process(session: Session, fetched: FetchedMessage, intake: Intake) -> Outcom
     if outcome is Outcome.ADDED and where.by_thread \
             and not_a_participant(session, case, msg, facts):
         _flag_non_participant(session, case, message, msg, fetched)
+    if opened is not None:
+        sealed.record(session, case, message, opened, intake)
     _apply_team_message(session, case, msg, facts, message, intake)
     history.keep_unarmed(case)
     if outcome is Outcome.OPENED:
-        _send_receipt(session, case, msg, fetched, facts, key, intake)
+        _send_receipt(session, case, msg, fetched, facts, key, intake,
+                      report_encrypted=opened is not None and sealed.ENCRYPTED in opened.flags)
     log.info("%s uid %d -> %s %s (%s)", fetched.folder, fetched.uid, case.id, outcome.value,
              where.reason)
     return outcome
@@ -321,7 +330,7 @@ def _other_untrusted(session: Session, case: Case, message: Message) -> bool:
 
 def _send_receipt(
     session: Session, case: Case, msg: InboundMessage, fetched: FetchedMessage,
-    facts: Classification, key: str, intake: Intake,
+    facts: Classification, key: str, intake: Intake, *, report_encrypted: bool = False,
 ) -> None:
     now = intake.clock.now()
     reason = facts.no_receipt_reason()
@@ -349,7 +358,8 @@ def _send_receipt(
             service.record(session, case, Actor("mailbot", "intake"), action,
                            {"reason": reason}, now)
             return
-        enqueue(session, receipt(intake.writer, case, msg, key, now), now)
+        enqueue(session, receipt(intake.writer, case, msg, key, now,
+                                 report_encrypted=report_encrypted), now)
 
 
 def _over_a_receipt_limit(
@@ -382,3 +392,40 @@ def _source(msg: InboundMessage, fetched: FetchedMessage) -> str:
 def _attachment(a: Attachment) -> dict[str, object]:
     return {"filename": a.filename, "content_type": a.content_type, "size": a.size,
             "sha256": a.sha256}
+
+
+def reread(session: Session, message: Message, intake: Intake) -> str | None:
+    """Open again a message that could not be decrypted (``cases retry-decrypt``).
+
+    None when it opens now: its subject, flags, signature and readable text are recorded, the
+    case loses its ``undecryptable`` flag when no other message keeps it, and a trusted team
+    message's commands apply as they would have on arrival. Else why not. No case, receipt or
+    alert is made again."""
+    if intake.unwrapper is None:
+        return "PGP is not configured ([pgp] key)"
+    if message.raw_id is None:
+        return "no raw bytes were kept"
+    raw = intake.raw_store.get(session, message.raw_id)
+    opened = intake.unwrapper.unwrap(raw)
+    if opened is None or opened.problem:
+        return opened.problem if opened else "nothing in it to decrypt"
+    case = service.get_case(session, message.case_id, for_update=True)
+    assert case is not None  # a message's case exists
+    msg = parse_message(opened.raw, max_bytes=intake.settings.policy.max_message_bytes)
+    facts = classify(msg, message.folder, intake.settings, signature=opened.signature)
+    first = session.scalars(select(Message.id).where(Message.case_id == case.id,
+                                                     Message.direction == "in")
+                            .order_by(Message.id).limit(1)).first()
+    if first == message.id and case.subject == message.subject:
+        case.subject = msg.subject[:300]
+    message.subject = msg.subject[:300]
+    message.flags = facts.flags()
+    sealed.record(session, case, message, opened, intake)
+    if not sealed.still_undecryptable(session, case, message):
+        case.flags = [f for f in case.flags if f != sealed.UNDECRYPTABLE]
+    service.record(session, case, Actor("mailbot", "retry-decrypt"), "decrypted",
+                   {"message_id": message.message_id}, intake.clock.now())
+    if facts.from_team and message.kind != "team":
+        message.kind = "team"
+        _apply_team_message(session, case, msg, facts, message, intake)
+    return None

@@ -12,6 +12,7 @@ import unicodedata
 from dataclasses import dataclass
 
 from mailbot.config import TeamSettings
+from mailbot.intake.unwrap import Signature
 from mailbot.mail.authres import AuthResult, parse_authentication_results
 from mailbot.mail.message import LOOP_HEADER, InboundMessage
 
@@ -227,7 +228,8 @@ def _visible(value: str) -> str:
     return "".join(ch for ch in folded if unicodedata.category(ch) != "Cf").lower()
 
 
-def is_trusted_team(msg: InboundMessage, team: TeamSettings, *, in_sent_folder: bool) -> Verdict:
+def is_trusted_team(msg: InboundMessage, team: TeamSettings, *, in_sent_folder: bool,
+                    signature: Signature | None = None) -> Verdict:
     """Team mail whose sender is proven, so that its commands may be obeyed.
 
     Trusted: anything in the mailbox's Sent folder (only the mailbox's owners can put mail
@@ -246,6 +248,11 @@ def is_trusted_team(msg: InboundMessage, team: TeamSettings, *, in_sent_folder: 
     Sender, Reply-To, To, Subject, Date, Message-ID, In-Reply-To, References). Which of two
     In-Reply-To fields is the real one? A re-sent copy of a genuine reply with one added would
     otherwise carry the team's signature onto another case.
+
+    A second road (``signature``, an OpenPGP signature over the whole message): a good signature
+    by a key in ``team.pgp_keys`` that carries the sender's address proves the sender when no
+    Authentication-Results field does, but never around a dmarc=fail; and a bad signature is
+    never trusted, whatever else the message shows.
     """
     if msg.repeated_fields:
         return Verdict(False, "repeated header fields: " + ", ".join(msg.repeated_fields))
@@ -254,7 +261,11 @@ def is_trusted_team(msg: InboundMessage, team: TeamSettings, *, in_sent_folder: 
     claim = claims_team(msg, team)
     if not claim.yes or msg.sender is None:
         return Verdict(False, claim.reason)
+    if signature is not None and signature.status == "bad":
+        return Verdict(False, "bad PGP signature")
     proof = _authenticated(msg, team.authserv_id, msg.sender.domain)
+    if not proof.yes and signature is not None:
+        proof = _signed_by_team(msg, team, signature, proof)
     if proof.yes or not team.trust_unauthenticated:
         return proof
     return Verdict(True, f"{proof.reason}; trusted anyway (team.trust_unauthenticated)")
@@ -279,6 +290,19 @@ def _authenticated(msg: InboundMessage, authserv_id: str, domain: str) -> Verdic
         ):
             return Verdict(True, f"Authentication-Results from {server}: dkim=pass for {domain}")
     return Verdict(False, f"no Authentication-Results from {server} shows a pass for {domain}")
+
+
+def _signed_by_team(msg: InboundMessage, team: TeamSettings, signature: Signature,
+                    proof: Verdict) -> Verdict:
+    assert msg.sender is not None
+    server = team.authserv_id.strip().lower()
+    if server and any(_dmarc_fail_for(r, msg.sender.domain) for r in _results_from(msg, server)):
+        return proof  # a failed DMARC is never overruled
+    if not signature.good or signature.fingerprint not in team.pgp_keys:
+        return proof
+    if msg.sender.addr not in signature.addresses:
+        return Verdict(False, f"PGP key {signature.fingerprint} is not {msg.sender.addr}'s")
+    return Verdict(True, f"good PGP signature by team key {signature.fingerprint}")
 
 
 def _dmarc_fail_for(result: AuthResult, domain: str) -> bool:
