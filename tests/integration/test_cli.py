@@ -8,6 +8,7 @@ import mailbox
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -337,10 +338,10 @@ def test_ingest_goes_on_past_a_message_that_breaks_intake(
     from mailbot.intake import pipeline
     from mailbot.intake.classify import classify as real_classify
 
-    def exploding_classify(msg: object, folder: str, settings: object) -> object:
+    def exploding_classify(msg: object, folder: str, settings: object, **signed: Any) -> object:
         if "poison" in getattr(msg, "subject", ""):
             raise RuntimeError("boom")
-        return real_classify(msg, folder, settings)  # type: ignore[arg-type]
+        return real_classify(msg, folder, settings, **signed)  # type: ignore[arg-type]
 
     monkeypatch.setattr(pipeline, "classify", exploding_classify)
     monkeypatch.setenv("TEST_IMAP_PASSWORD", "x")

@@ -254,10 +254,10 @@ def test_a_message_that_breaks_intake_is_retried_then_quarantined_and_the_rest_g
     from mailbot.intake import pipeline
     from mailbot.intake.classify import classify as real_classify
 
-    def exploding_classify(msg: Any, folder: str, settings: Any) -> Any:
+    def exploding_classify(msg: Any, folder: str, settings: Any, **signed: Any) -> Any:
         if "poison" in msg.subject:
             raise RuntimeError("boom")
-        return real_classify(msg, folder, settings)
+        return real_classify(msg, folder, settings, **signed)
 
     monkeypatch.setattr(pipeline, "classify", exploding_classify)
     deliver(imap_account, factories.message(subject="poison"))
@@ -286,11 +286,11 @@ def test_a_message_that_fails_once_and_then_works_is_forgotten_as_a_failure(
 
     failures = iter([RuntimeError("a passing hiccup")])
 
-    def classify_failing_once(msg: Any, folder: str, settings: Any) -> Any:
+    def classify_failing_once(msg: Any, folder: str, settings: Any, **signed: Any) -> Any:
         error = next(failures, None)
         if error is not None:
             raise error
-        return real_classify(msg, folder, settings)
+        return real_classify(msg, folder, settings, **signed)
 
     monkeypatch.setattr(pipeline, "classify", classify_failing_once)
     deliver(imap_account, factories.message(subject="flaky"))

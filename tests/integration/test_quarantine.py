@@ -34,10 +34,10 @@ def setup(tmp_path: Path, imap_account: ImapAccount, smtp_sink: SmtpSink,
     config = daemons.write_config(tmp_path, imap_account.mailbox_settings(),
                                   smtp_sink.smtp_settings(), settings.database.url)
 
-    def exploding_classify(msg: Any, folder: str, s: Any) -> Any:
+    def exploding_classify(msg: Any, folder: str, s: Any, **signed: Any) -> Any:
         if "poison" in msg.subject:
             raise RuntimeError("boom: the classifier broke")
-        return real_classify(msg, folder, s)
+        return real_classify(msg, folder, s, **signed)
 
     with monkeypatch.context() as patched:
         patched.setattr(pipeline, "classify", exploding_classify)
@@ -118,7 +118,7 @@ def test_a_retry_that_fails_again_stays_quarantined_and_says_why(
     app, config = setup
     [entry] = json.loads(quarantine(config, capsys, "list", "--json")[1])
 
-    def still_broken(msg: Any, folder: str, s: Any) -> Any:
+    def still_broken(msg: Any, folder: str, s: Any, **signed: Any) -> Any:
         raise RuntimeError("still broken")
 
     monkeypatch.setattr(pipeline, "classify", still_broken)
