@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import select
 
 from mailbot.app import App
+from mailbot.cases import service
 from mailbot.cases.models import Outbox
 from mailbot.cli import main
 from mailbot.deadlines.watch import digest_due, open_cases_by_deadline
@@ -24,6 +25,7 @@ from mailbot.intake.runner import MailboxRunner
 from mailbot.mail.imap import ImapMailbox
 from mailbot.mail.message import FetchedMessage
 from tests import daemons, factories, mailflow
+from tests.integration import test_deadline_watch as watchtest
 from tests.mailflow import REPORTER, Mailflow
 from tests.servers.dovecot import ImapAccount
 from tests.servers.smtp_sink import SmtpSink
@@ -273,3 +275,29 @@ def test_dry_run_and_check_say_what_waits_and_change_nothing(
         flow.mailed(1)  # the one in time; the other is flagged, not answered
     finally:
         flow.app.close()
+
+
+def _watch_skips_imported(url: str) -> None:
+    app = watchtest.make_app(watchtest.make_settings(url))
+    try:
+        imported, current = watchtest.open_report(app), watchtest.open_report(app)
+        with app.db.session() as session:
+            case = service.get_case(session, imported)
+            assert case is not None
+            service.add_flags(case, "imported")
+        # A person acknowledges both by hand: each now runs an assessment deadline.
+        for case_id in (imported, current):
+            watchtest.acknowledge(app, case_id, watchtest.FRIDAY_REPORT)
+        assert watchtest.check(app, watchtest.FRIDAY_REPORT + timedelta(days=60)) == 1
+        assert [r[0] for r in watchtest.reminders(app)] == [current]
+    finally:
+        app.close()
+
+
+def test_the_deadline_watch_never_chases_an_imported_case_on_sqlite(tmp_path: Path) -> None:
+    _watch_skips_imported(f"sqlite:///{tmp_path / 'w.db'}")
+
+
+def test_the_deadline_watch_never_chases_an_imported_case_on_postgresql(pg_url: str) -> None:
+    pytest.importorskip("psycopg")
+    _watch_skips_imported(pg_url)
