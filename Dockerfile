@@ -22,6 +22,9 @@ COPY mailbot ./mailbot
 COPY templates ./templates
 COPY migrations ./migrations
 RUN pip install ".[postgres,web]" && rm -rf /src
+# gpg signs security.txt (and other mail, later) when [pgp] names a key.
+RUN apt-get update && apt-get install -y --no-install-recommends gnupg \
+    && rm -rf /var/lib/apt/lists/*
 
 RUN useradd --system --home-dir /var/lib/mailbot --create-home mailbot
 USER mailbot
