@@ -102,11 +102,11 @@ class App:
         return people_to_tell(self.settings, self.clock.now(), self.calendar.tz)
 
     def tell_team(self, session: Session, *, what: str, case_id: str | None,
-                  details: Mapping[str, Any], cause: str) -> None:
+                  details: Mapping[str, Any], cause: str, closing: str = "") -> None:
         """Queue an alert to whoever is on call (or the team), in the caller's transaction."""
         now = self.clock.now()
         mail = alert(self.writer, recipients=self.oncall_now(), case_id=case_id, what=what,
-                     details=details, cause=cause, now=now)
+                     details=details, cause=cause, now=now, closing=closing)
         if mail is None:
             log.error("nobody to tell (no on-call, no team addresses): %s", what)
             return

@@ -133,13 +133,17 @@ def receipt(writer: Writer, case: Case, msg: InboundMessage, dedupe: str,
 
 
 def alert(writer: Writer, *, recipients: list[str], case_id: str | None, what: str,
-          details: Mapping[str, Any], cause: str, now: datetime) -> OutgoingMail | None:
-    """Tell a person that something needs them (a quarantined message, a failed send)."""
+          details: Mapping[str, Any], cause: str, now: datetime,
+          closing: str = "") -> OutgoingMail | None:
+    """Tell a person that something needs them (a quarantined message, a failed send).
+
+    ``closing`` replaces the alert's last line (that the message in question is kept)."""
     if not recipients:
         return None
     return writer.build(
         template="alert",
-        context={"what": what, "case_id": case_id or "", "details": dict(details)},
+        context={"what": what, "case_id": case_id or "", "details": dict(details),
+                 "closing": closing},
         case_id=case_id,
         kind="alert",
         message_id=writer.message_id(case_id or "mailbot", "alert", cause),

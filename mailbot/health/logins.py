@@ -33,7 +33,7 @@ class Teller(Protocol):
     clock: Clock
 
     def tell_team(self, session: Session, *, what: str, case_id: str | None,
-                  details: Mapping[str, Any], cause: str) -> None: ...
+                  details: Mapping[str, Any], cause: str, closing: str = "") -> None: ...
 
 
 class RefusedLogins:
@@ -66,10 +66,12 @@ class RefusedLogins:
                     session, what="mailbot cannot read the mailbox: the IMAP login is refused",
                     case_id=None,
                     details={"error": str(exc), "to fix": exc.key,
-                             "since": since.isoformat(timespec="seconds"),
-                             "meanwhile": "nothing is lost: new reports wait in the mailbox "
-                                          "and are read once the login works"},
-                    cause=f"login-refused:{self.service}:{since.isoformat()}")
+                             "since": since.isoformat(timespec="seconds")},
+                    cause=f"login-refused:{self.service}:{since.isoformat()}",
+                    closing="Nothing is lost: new reports wait in the mailbox and are read once "
+                            "the login works. mailbot tries again after a growing wait (up to "
+                            "30 minutes) and says so in `mailbot health`; it reads its config "
+                            "at start, so restart it after fixing the key above.")
         if first:
             log.error("%s. Next try in %d s (the wait doubles up to %d min, so that retries "
                       "do not lock the account)", exc, delay, MAX_DELAY_SECONDS // 60)

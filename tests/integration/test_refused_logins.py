@@ -104,7 +104,10 @@ def test_a_wrong_imap_password_is_one_error_a_growing_backoff_an_alert_and_a_red
     alert = alerts[0].message
     assert list(alerts[0].rcpt_tos) == [daemons.ONCALL]
     assert "cannot read the mailbox" in str(alert["Subject"])
-    assert "mailbox.password_file" in alert.get_body().get_content()  # type: ignore[union-attr]
+    body = alert.get_body().get_content()  # type: ignore[union-attr]
+    assert "mailbox.password_file" in body
+    assert "new reports wait in the mailbox" in body
+    assert "raw bytes are kept" not in body  # the usual closing is about a kept message
     assert len(smtp_sink.received) == 1, "one alert however many refusals"
 
 
