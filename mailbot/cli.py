@@ -283,6 +283,7 @@ def _cmd_run(settings: Settings, args: argparse.Namespace) -> int:
         app = _app(settings, migrate=True)
         if args.once:
             report = asyncio.run(app.run_once())
+            app.beat()  # run from cron, `run --once` is this host's mailbot for `health`
             app.close()
             print(f"mail: {report.intake.opened} new cases, {report.intake.added} added to cases, "
                   f"{report.intake.duplicates} seen before, {report.intake.failed} failed, "

@@ -37,8 +37,9 @@ DESCRIPTIONS: dict[str, str] = {
     "auth": "OAuth2 sign-in for the mailbox (see docs/oauth2.md).",
     "health": "Says separately whether this host's daemon is alive, who read the mailbox last "
               "and when, and any failure a person must fix (a refused login, with the config key "
-              "to change). Exit 0 only when the daemon here is alive and someone read the "
-              "mailbox within three poll intervals (at least 5 minutes); the Docker HEALTHCHECK.",
+              "to change). Exit 0 only when the daemon here (or a `run --once` from cron) ran "
+              "lately and someone read the mailbox within three poll intervals (at least 5 "
+              "minutes); the Docker HEALTHCHECK.",
     "quarantine": "Messages that failed intake three times are quarantined: their raw bytes "
                   "are kept and on-call was told. List them, show one, or retry one after a fix.",
     "quarantine list": "The quarantined messages: id, folder and UID, when, and the error.",
