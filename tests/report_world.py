@@ -192,13 +192,13 @@ def random_stories(count: int, seed: int = 12) -> list[Story]:
 
 
 def settings(tmp_path: Path, monthly_to: tuple[str, ...] = (),
-             smtp: SmtpSettings | None = None) -> Settings:
+             smtp: SmtpSettings | None = None, database_url: str = "") -> Settings:
     return Settings(
         mailbox=MailboxSettings(host="127.0.0.1", port=1, security="none",
                                 username="security@example.test"),
         smtp=smtp or SmtpSettings(host="127.0.0.1", port=1, security="none",
                                   from_address="Security <security@example.test>"),
-        database=DatabaseSettings(url=f"sqlite:///{tmp_path / 'report.db'}"),
+        database=DatabaseSettings(url=database_url or f"sqlite:///{tmp_path / 'report.db'}"),
         team=TeamSettings(addresses=(TEAM,), domains=(factories.TEAM_DOMAIN,),
                           authserv_id=factories.AUTHSERV_ID),
         policy=PolicySettings(timezone="Europe/Amsterdam", holidays=HOLIDAYS,
@@ -267,9 +267,10 @@ def _mail(story: Story, what: str, original: str) -> bytes:
 
 
 def make_world(tmp_path: Path, count: int = 300, *, monthly_to: tuple[str, ...] = (),
-               smtp: SmtpSettings | None = None) -> tuple[App, list[Story]]:
+               smtp: SmtpSettings | None = None,
+               database_url: str = "") -> tuple[App, list[Story]]:
     clock = FixedClock(NOW)
-    app = App(settings(tmp_path, monthly_to, smtp), clock=clock)
+    app = App(settings(tmp_path, monthly_to, smtp, database_url), clock=clock)
     migrate(app.db)
     stories = named_stories() + random_stories(count)
     build(app, clock, stories)

@@ -53,7 +53,6 @@ __all__ = [
     "Period",
     "compute_figures",
     "epoch",
-    "percentile",
 ]
 
 ACK = "ack"
@@ -227,26 +226,6 @@ class LocalDays:
 
     def date_of(self, i: int) -> date:
         return self.first + timedelta(days=i)
-
-    def business_days_after(self, start: int, stop: int) -> int:
-        """Business days d with start < d <= stop (0 when stop <= start)."""
-        if stop <= start or stop < 0:
-            return 0
-        return self.cumulative[stop] - (self.cumulative[start] if start >= 0 else 0)
-
-
-def percentile(values: list[float] | list[int], q: float) -> float | None:
-    """Linear interpolation between closest ranks (numpy's default); None for no values."""
-    return _from_sorted(sorted(values), q)
-
-
-def _from_sorted(ordered: list[float] | list[int], q: float) -> float | None:
-    if not ordered:
-        return None
-    position = (len(ordered) - 1) * q
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return float(ordered[low] + (ordered[high] - ordered[low]) * (position - low))
 
 
 def _utc(t: float) -> datetime:
@@ -429,7 +408,7 @@ def _total(months: Iterable[Bucket]) -> Bucket:
 def _median_p90(values: list[int] | list[float]) -> tuple[float | None, float | None]:
     if not values:
         return None, None
-    # numpy's default method is the linear interpolation that ``percentile`` spells out.
+    # numpy's default method: linear interpolation between the closest ranks.
     median, p90 = np.percentile(np.asarray(values, dtype=np.float64), [50, 90]).tolist()
     return _round(median), _round(p90)
 

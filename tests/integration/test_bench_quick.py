@@ -17,7 +17,7 @@ from tests.servers.dovecot import doveadm_binary, dovecot_binary
 REPO = Path(__file__).resolve().parents[2]
 # About 12 s: Dovecot, PostgreSQL, the daemon and a dozen worker processes start and stop.
 pytestmark = pytest.mark.slow
-PARTS = ("backlog", "latency", "scale", "size", "startup")
+PARTS = ("backlog", "latency", "scale", "size", "startup", "report")
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +59,10 @@ def test_quick_benchmark_measures_every_part(quick_run: tuple[str, dict[str, obj
     assert scale["sqlite"]["cases"] == 500
     assert isinstance(scale["sqlite"]["at_risk_listed"], int)
     assert scale["sqlite"]["watch_seconds"] > 0
+    report = results["report"]
+    assert isinstance(report, dict)
+    assert report["full"]["cases"] == report["full"]["in_period"] == 400
+    assert report["full"]["html_bytes"] > 10_000 and report["full"]["html_peak_rss"] > 0
 
 
 def test_quick_benchmark_prints_its_table_and_records_the_machine(

@@ -255,3 +255,16 @@ def test_cli_on_a_database_never_migrated_says_to_migrate(
     assert main(["--config", str(config), "report", "--format", "json"]) == 2
     err = capsys.readouterr().err
     assert "run: mailbot migrate" in err and "Traceback" not in err
+
+
+def test_postgresql_gives_the_same_figures(tmp_path: Path, pg_url: str) -> None:
+    """The database computes the epoch seconds itself: PostgreSQL's way must agree too."""
+    app, stories = world.make_world(tmp_path, count=60, database_url=pg_url)
+    try:
+        got = report_json(app)
+        total, months = world.expected(stories, SINCE, UNTIL)
+        assert_bucket(got["totals"], total)
+        for bucket in got["months"]:
+            assert_bucket(bucket, months.get(bucket["month"], world.Expected()))
+    finally:
+        app.close()
