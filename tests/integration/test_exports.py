@@ -99,3 +99,30 @@ def test_mail_read_over_imap_then_ingested_from_exports_opens_no_new_case(
         assert len(flow.cases()) == 5
     finally:
         flow.app.close()
+
+
+def test_ingest_imports_what_is_dated_before_the_first_start_and_answers_what_is_not(
+    flow: Mailflow, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    try:
+        flow.run()  # the first start on this mailbox: nothing there yet
+        old = tmp_path / "old.eml"
+        old.write_bytes(factories.message(subject="From an old archive", date=LONG_AGO))
+        recent = tmp_path / "recent.eml"
+        # Dated after the first start (Date headers count whole seconds: a minute on, to be sure).
+        recent.write_bytes(factories.message(subject="Lost while we were down",
+                                             date=datetime.now(UTC) + timedelta(minutes=1)))
+        config = daemons.write_config(tmp_path, flow.app.settings.mailbox,
+                                      flow.app.settings.smtp, flow.app.settings.database.url)
+
+        assert main(["--config", str(config), "ingest", str(old), str(recent)]) == 0
+        assert capsys.readouterr().out.strip() == "2 opened"
+        by_subject = {c.subject: c for c in flow.cases()}
+        archived = by_subject["From an old archive"]
+        assert "imported" in archived.flags and archived.ack_due is None
+        assert "imported" not in by_subject["Lost while we were down"].flags
+        with flow.app.db.session() as s:
+            queued_for = list(s.scalars(select(Outbox.case_id)))
+        assert queued_for == [by_subject["Lost while we were down"].id]  # its receipt alone
+    finally:
+        flow.app.close()
