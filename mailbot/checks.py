@@ -54,6 +54,13 @@ def run_checks(settings: Settings) -> tuple[list[tuple[str, Problem]], list[tupl
             results.append(("security.txt", found[1]))
         elif found is not None:
             notes.append(("security.txt", found[1]))
+    if settings.pgp.configured:
+        from mailbot.pgp.check import check_team_key
+
+        key_problem, key_note = check_team_key(settings.pgp, datetime.now(UTC))
+        results.append(("pgp", key_problem))
+        if key_note:
+            notes.append(("pgp", key_note))
     if not settings.secrets.token_key:
         notes.append(("secrets", "no token key configured (secrets.token_key_env); a key "
                                  "generated on first run is kept in the database instead"))

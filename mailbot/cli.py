@@ -133,11 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _register_packages(sub: Any) -> None:
     """Commands that live in their own packages; each sets ``handler`` on its parser."""
+    from mailbot.pgp.cli import register as register_pgp
     from mailbot.report.cli import register as register_report
     from mailbot.securitytxt.cli import register as register_securitytxt
 
     register_report(sub)
     register_securitytxt(sub)
+    register_pgp(sub)
 
 
 def _describe(parser: argparse.ArgumentParser, path: str = "") -> None:
@@ -267,6 +269,9 @@ def _app(settings: Settings, *, migrate: bool = False) -> App:
         raise UsageError(f"the database {settings.database.url} is not at the latest schema; "
                          "run: mailbot migrate")
     return app
+
+
+open_app = _app  # for the commands that live in their own packages
 
 
 def _cmd_run(settings: Settings, args: argparse.Namespace) -> int:
