@@ -28,6 +28,17 @@ def clearsign(text: str, pgp: PgpSettings) -> str:
         raise ConfigError("pgp.key", f"the fingerprint of a secret key in {pgp.home}", pgp.key)
     signed = gpg.sign(text, keyid=pgp.key, clearsign=True, passphrase=pgp.passphrase,
                       extra_args=["--pinentry-mode", "loopback", "--digest-algo", "SHA512"])
-    if not signed.data:
-        raise SigningError(f"gpg could not sign with {pgp.key}: {signed.status or 'no output'}")
+    # A failed signature still prints the text under a "SIGNED MESSAGE" header: trust only
+    # gpg's own word that a signature was made.
+    if not signed.fingerprint or "-----BEGIN PGP SIGNATURE-----" not in str(signed):
+        raise SigningError(f"gpg could not sign with {pgp.key}: {_reason(signed.stderr)}")
     return str(signed)
+
+
+def _reason(stderr: str) -> str:
+    """gpg's own words for the failure ("Bad passphrase", "No secret key"), else its last line."""
+    lines = [line for line in stderr.splitlines() if line.startswith("gpg: ")]
+    for line in lines:
+        if "failed: " in line:
+            return line.rsplit("failed: ", 1)[1]
+    return lines[-1].removeprefix("gpg: ") if lines else "no signature made"

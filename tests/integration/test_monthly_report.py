@@ -87,7 +87,19 @@ def test_a_first_of_the_month_on_a_weekend_waits_for_monday(
 
 
 def test_several_instances_at_once_queue_it_once(built: tuple[App, list[world.Story]]) -> None:
-    app, _ = built
+    race(built[0])
+
+
+def test_several_instances_on_postgresql_queue_it_once(tmp_path: Path, pg_url: str) -> None:
+    app, _ = world.make_world(tmp_path, count=10, monthly_to=(LEAD,), database_url=pg_url)
+    try:
+        race(app)
+    finally:
+        app.close()
+
+
+def race(app: App) -> None:
+    """Three instances on one database look for the mail at the same moment."""
     now = world.ams(2026, 12, 1, 10)
     instances = [App(app.settings, clock=FixedClock(now)) for _ in range(3)]
     start = threading.Barrier(len(instances))

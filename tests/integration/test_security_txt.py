@@ -22,9 +22,10 @@ from mailbot.config_sections import PgpSettings
 from mailbot.errors import ConfigError
 from mailbot.securitytxt.build import build_security_txt
 from mailbot.securitytxt.expiry import expiry_problem, read_expires
-from mailbot.securitytxt.sign import clearsign
+from mailbot.securitytxt.sign import SigningError, clearsign
 
 NOW = datetime(2026, 12, 2, 10, 0, tzinfo=UTC)
+PASSPHRASE: dict[str, str] = {}
 BASE = {
     "mailbox": {"host": "127.0.0.1", "port": 1, "security": "none",
                 "username": "security@example.test", "password": "unused"},
@@ -80,13 +81,16 @@ def test_expires_follows_expires_days_and_a_year_is_the_most() -> None:
     assert "securitytxt.policy" in str(exc.value)
 
 
-@pytest.fixture
-def gnupg_home() -> Iterator[tuple[str, str]]:
-    """A throwaway GnuPG home (short path under /tmp, for the agent's socket) with one key."""
+@pytest.fixture(params=["", "s3cret passphrase"], ids=["no-passphrase", "passphrase"])
+def gnupg_home(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
+    """A throwaway GnuPG home (short path under /tmp, for the agent's socket) with one key,
+    without a passphrase and with one (``PASSPHRASE[home]`` says which)."""
     if shutil.which("gpg") is None:
         pytest.skip("no gpg (apt-get install gnupg)")
     home = tempfile.mkdtemp(prefix="g", dir="/tmp")
-    gpg = ["gpg", "--homedir", home, "--batch", "--pinentry-mode", "loopback", "--passphrase", ""]
+    PASSPHRASE[home] = request.param
+    gpg = ["gpg", "--homedir", home, "--batch", "--pinentry-mode", "loopback", "--passphrase",
+           request.param]
     try:
         subprocess.run([*gpg, "--quick-gen-key", "Example Security <security@example.test>",
                         "ed25519", "sign", "1y"], check=True, capture_output=True)
@@ -103,7 +107,7 @@ def gnupg_home() -> Iterator[tuple[str, str]]:
 def test_signed_security_txt_verifies_with_the_team_key(gnupg_home: tuple[str, str]) -> None:
     home, fingerprint = gnupg_home
     text = build_security_txt(settings(), NOW)
-    signed = clearsign(text, PgpSettings(home=home, key=fingerprint))
+    signed = clearsign(text, PgpSettings(home=home, key=fingerprint, passphrase=PASSPHRASE[home]))
     assert signed.startswith("-----BEGIN PGP SIGNED MESSAGE-----")
     assert "-----BEGIN PGP SIGNATURE-----" in signed
     parser = Parser(signed.encode())
@@ -112,6 +116,10 @@ def test_signed_security_txt_verifies_with_the_team_key(gnupg_home: tuple[str, s
                              "--verify"], input=signed.encode(), capture_output=True, check=False)
     assert verify.returncode == 0, verify.stderr
     assert f"VALIDSIG {fingerprint}".encode() in verify.stdout
+    if PASSPHRASE[home]:  # the agent caches it: a fresh agent must get the right one
+        subprocess.run(["gpgconf", "--homedir", home, "--kill", "gpg-agent"], check=True)
+        with pytest.raises(SigningError, match="Bad passphrase"):
+            clearsign(text, PgpSettings(home=home, key=fingerprint, passphrase="wrong"))
     # Tampering breaks it.
     forged = signed.replace("mailto:security@example.test", "mailto:attacker@evil.test")
     bad = subprocess.run(["gpg", "--homedir", home, "--batch", "--verify"],
@@ -120,14 +128,16 @@ def test_signed_security_txt_verifies_with_the_team_key(gnupg_home: tuple[str, s
 
 
 def test_cli_signs_when_pgp_is_configured(gnupg_home: tuple[str, str], tmp_path: Path,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+                                          capsys: pytest.CaptureFixture[str],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
     home, fingerprint = gnupg_home
+    monkeypatch.setenv("TEST_PGP_PASS", PASSPHRASE[home])
     config = tmp_path / "mailbot.toml"
     config.write_text(
         '[mailbox]\nhost = "127.0.0.1"\nsecurity = "none"\nusername = "s@example.test"\n'
         'password = "unused"\n[smtp]\nhost = "127.0.0.1"\nsecurity = "none"\n'
         'from = "security@example.test"\n'
-        f'[pgp]\nhome = "{home}"\nkey = "{fingerprint}"\n'
+        f'[pgp]\nhome = "{home}"\nkey = "{fingerprint}"\npassphrase_env = "TEST_PGP_PASS"\n'
         '[securitytxt]\nexpires_days = 90\n')
     out = tmp_path / "security.txt"
     assert main(["--config", str(config), "security-txt", "--out", str(out)]) == 0
