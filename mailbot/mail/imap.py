@@ -11,13 +11,11 @@ from __future__ import annotations
 import contextlib
 import imaplib
 import logging
-import re
-import select
 import ssl
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -28,6 +26,16 @@ from imapclient.exceptions import LoginError
 from mailbot.config import MailboxSettings
 from mailbot.errors import MailboxLoginRefused, MailboxUnavailable, TokenUnavailable
 from mailbot.mail.credentials import Credentials, Login, PasswordCredentials
+from mailbot.mail.imap_wire import (
+    announces_new_mail,
+    as_utc,
+    quiet_imaplib,
+    readable,
+    reason_of,
+    stopped,
+    temporary_refusal,
+    wait,
+)
 from mailbot.mail.mailbox import FolderState, Mailbox
 from mailbot.mail.message import FetchedMessage
 
@@ -47,7 +55,6 @@ MAX_BATCH_BYTES = 16 * 1024 * 1024
 
 _FAILURES = (imaplib.IMAP4.error, OSError, EOFError)
 _BODY = b"BODY[]"
-_BYTES_REPR = re.compile(r"""b(['"])(.*)\1""", re.DOTALL)
 
 
 class ImapMailbox:
@@ -109,7 +116,7 @@ class ImapMailbox:
             )
             self._client = client
             client.normalise_times = False  # aware INTERNALDATEs, whatever the host's TZ
-            _quiet_imaplib(client)
+            quiet_imaplib(client)
             if s.security == "starttls":
                 client.starttls(self._ssl_context())
             mechanism = self._log_in_or_refuse(client)
@@ -132,10 +139,10 @@ class ImapMailbox:
         try:
             return self._log_in(client)
         except LoginError as exc:
-            if isinstance(exc.__context__, imaplib.IMAP4.abort) or _temporary_refusal(exc):
+            if isinstance(exc.__context__, imaplib.IMAP4.abort) or temporary_refusal(exc):
                 raise
             self._drop()
-            reason = _reason(exc).removeprefix("login failed: ").rstrip(". ")
+            reason = reason_of(exc).removeprefix("login failed: ").rstrip(". ")
             reason = reason.removeprefix("authenticate failed: ")
             for secret in self._secrets:
                 reason = reason.replace(secret, "***")
@@ -250,7 +257,7 @@ class ImapMailbox:
                    & tenacity.retry_if_not_exception_type(MailboxLoginRefused)),
             wait=tenacity.wait_exponential(multiplier=1, min=1, max=60),
             stop=should_stop,
-            sleep=lambda seconds: _wait(stop, seconds),
+            sleep=lambda seconds: wait(stop, seconds),
             before_sleep=before_sleep,
             reraise=True,
         )
@@ -289,7 +296,7 @@ class ImapMailbox:
         for start in range(0, len(uids), 1000):
             with self._translated(f"UID FETCH INTERNALDATE in {folder}"):
                 response = self._require().fetch(uids[start : start + 1000], ["INTERNALDATE"])
-            found.update({uid: _as_utc(data[b"INTERNALDATE"]) for uid, data in response.items()
+            found.update({uid: as_utc(data[b"INTERNALDATE"]) for uid, data in response.items()
                           if isinstance(data.get(b"INTERNALDATE"), datetime)})
         return found
 
@@ -385,7 +392,7 @@ class ImapMailbox:
                     folder=folder,
                     uidvalidity=uidvalidity,
                     uid=uid,
-                    internal_date=_as_utc(arrived),
+                    internal_date=as_utc(arrived),
                 )
             )
         return out
@@ -408,7 +415,7 @@ class ImapMailbox:
         if state is None:
             state = self._select(folder)
             if state is None:
-                _wait(stop, timeout)
+                wait(stop, timeout)
                 return False
         elif self._news_pending(folder):
             return True
@@ -434,7 +441,7 @@ class ImapMailbox:
         with self._translated(f"NOOP on {folder}"):
             _, responses = self._require().noop()
         pending = self._take_exists()
-        return pending or _announces_new_mail(responses)
+        return pending or announces_new_mail(responses)
 
     def _arrived_since_fetch(self, folder: str, state: FolderState) -> bool:
         handed_out = self._handed_out.get(folder)
@@ -445,7 +452,7 @@ class ImapMailbox:
 
     def _idle_until(self, folder: str, deadline: float, stop: threading.Event | None) -> bool:
         client = self._require()
-        while not _stopped(stop) and time.monotonic() < deadline:
+        while not stopped(stop) and time.monotonic() < deadline:
             renew_at = min(deadline, time.monotonic() + IDLE_RENEW_SECONDS)
             log.debug("idle on %s", folder)
             with self._translated(f"IDLE on {folder}"):
@@ -455,7 +462,7 @@ class ImapMailbox:
                 # line split across packets; idle_check() does not (it raises on half a line).
                 _, responses = client.idle_done()
             pending = self._take_exists()
-            if pending or _announces_new_mail(responses):
+            if pending or announces_new_mail(responses):
                 log.debug("idle on %s: new mail announced", folder)
                 return True
         return False
@@ -465,9 +472,9 @@ class ImapMailbox:
         sock = client.socket()
         if self._has_buffered_input(client):
             return
-        while not _stopped(stop):
+        while not stopped(stop):
             left = until - time.monotonic()
-            if left <= 0 or _readable(sock, min(STOP_CHECK_SECONDS, left)):
+            if left <= 0 or readable(sock, min(STOP_CHECK_SECONDS, left)):
                 return
 
     def _has_buffered_input(self, client: Any) -> bool:
@@ -488,8 +495,8 @@ class ImapMailbox:
         while True:
             left = deadline - time.monotonic()
             if left > 0:
-                _wait(stop, min(NOOP_EVERY_SECONDS, left))
-            if _stopped(stop):
+                wait(stop, min(NOOP_EVERY_SECONDS, left))
+            if stopped(stop):
                 return False
             if self._news_pending(folder) or time.monotonic() >= deadline:
                 return True
@@ -559,7 +566,7 @@ class ImapMailbox:
 
     def _fail(self, action: str, exc: BaseException) -> NoReturn:
         """Close the session and raise MailboxUnavailable naming what failed and why."""
-        reason = _reason(exc)
+        reason = reason_of(exc)
         farewell = self._farewell()
         if farewell and farewell not in reason:
             reason += f" (the server said BYE: {farewell})"
@@ -568,64 +575,6 @@ class ImapMailbox:
             reason = reason.replace(secret, "***")
         message = f"IMAP {action} at {self.where} as {self.settings.username} failed: {reason}"
         raise MailboxUnavailable(message) from exc
-
-
-def _reason(exc: BaseException) -> str:
-    """The error's text; imaplib wraps server replies as bytes, shown here without b'...'."""
-    text = str(exc) or type(exc).__name__
-    quoted = _BYTES_REPR.fullmatch(text)
-    return quoted.group(2) if quoted else text
-
-
-# RFC 5530 codes that say "later", not "wrong credentials".
-_TEMPORARY_CODES = ("[UNAVAILABLE]", "[INUSE]", "[SERVERBUG]", "[LIMIT]")
-
-
-def _temporary_refusal(exc: BaseException) -> bool:
-    return any(code in str(exc).upper() for code in _TEMPORARY_CODES)
-
-
-def _quiet_imaplib(client: Any) -> None:
-    """Undo imapclient's imaplib debug level unless its protocol trace is actually logged.
-
-    imapclient sets imaplib's debug level to 5 to send imaplib's trace to the
-    ``imapclient.imaplib`` logger; at that level imaplib formats every response with %r,
-    message bytes included, whether or not the logger wants it: most of a FETCH's CPU time and
-    three times a large message's size in memory (the benchmark's 25 MB message).
-    """
-    if not logging.getLogger("imapclient.imaplib").isEnabledFor(logging.DEBUG):
-        client._imap.debug = 0
-
-
-def _as_utc(value: datetime) -> datetime:
-    if value.tzinfo is None:  # only if normalise_times was left on; RFC 3501 dates carry a zone
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
-
-
-def _announces_new_mail(responses: Sequence[Any]) -> bool:
-    # Only "* n EXISTS": Dovecot's "* OK Still here" keepalive and flag changes are no news.
-    return any(isinstance(r, tuple) and len(r) > 1 and r[1] == b"EXISTS" for r in responses)
-
-
-def _readable(sock: Any, timeout: float) -> bool:
-    poller = select.poll()
-    poller.register(sock.fileno(), select.POLLIN | select.POLLPRI)
-    return bool(poller.poll(timeout * 1000))
-
-
-def _stopped(stop: threading.Event | None) -> bool:
-    return stop is not None and stop.is_set()
-
-
-def _wait(stop: threading.Event | None, seconds: float) -> None:
-    """Sleep; with a stop event, wake as soon as it is set."""
-    if seconds <= 0:
-        return
-    if stop is not None:
-        stop.wait(seconds)
-    else:
-        time.sleep(seconds)
 
 
 if TYPE_CHECKING:
