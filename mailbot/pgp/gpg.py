@@ -101,12 +101,12 @@ class Gpg:
     """GnuPG in ``settings.home``. Constructing it runs ``gpg --version``: PgpError when gpg is
     missing or the home unusable."""
 
-    def __init__(self, settings: PgpSettings) -> None:
+    def __init__(self, settings: PgpSettings, *, binary: str = "gpg") -> None:
         self.settings = settings
         if settings.home:
             os.makedirs(settings.home, mode=0o700, exist_ok=True)
         try:
-            self._gpg = _TimedGPG(timeout=settings.timeout_seconds,
+            self._gpg = _TimedGPG(timeout=settings.timeout_seconds, gpgbinary=binary,
                                   gnupghome=settings.home or None,
                                   options=["--no-auto-key-locate", "--no-auto-key-retrieve",
                                            "--no-greeting", "--ignore-time-conflict"])

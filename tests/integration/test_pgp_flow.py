@@ -27,6 +27,7 @@ from tests.pgpmail import (
     inner_text,
     pgp_mime,
     pgp_settings,
+    pgp_signed,
 )
 from tests.servers.dovecot import ImapAccount
 from tests.servers.smtp_sink import SmtpSink
@@ -150,3 +151,46 @@ def test_undecryptable_report_is_flagged_alerted_once_and_reread_after_the_key_i
     flow.run()
     assert len(flow.sink.received) == 2 and len(flow.cases()) == 1
 
+
+
+ALICE = "alice@team.example.test"
+FAIL = "mx.example.test; dmarc=fail header.from=team.example.test"
+
+
+@pytest.mark.parametrize("how, obeyed", [
+    ("signed", True),  # no Authentication-Results at all: the signature proves Alice
+    ("altered", False),  # a bad signature is never trust
+    ("dmarc-fail", False),  # a good signature never overrules a failed DMARC
+])
+def test_a_team_reply_signed_by_a_listed_team_key_is_obeyed_and_only_then(
+    tmp_path: Path, imap_account: ImapAccount, smtp_sink: SmtpSink, team_home: Home,
+    pgp_keys: Keys, people: dict[str, Person], how: str, obeyed: bool,
+) -> None:
+    alice = people[ALICE]
+    team_home.import_(pgp_keys.reporters[ALICE][1])
+    flow = make_flow(tmp_path, imap_account, smtp_sink, pgp_settings(team_home, pgp_keys),
+                     pgp_keys=(alice.fpr,))
+    try:
+        case, report_id = flow.open_report()
+        entity = inner_text("/assess severity=high target=2026-12-31\n")
+        signature = alice.home.sign_detached(entity, signer=alice.fpr)
+        if how == "altered":
+            entity = entity.replace(b"high", b"low")
+        fields = [("From", f"Alice <{ALICE}>"), ("To", TEAM), ("Subject", f"Re: [{case.id}]"),
+                  ("In-Reply-To", report_id), ("References", report_id),
+                  ("Message-ID", make_msgid(domain="team.example.test"))]
+        if how == "dmarc-fail":
+            fields.insert(0, ("Authentication-Results", FAIL))
+        flow.deliver(pgp_signed(fields, entity, signature), envelope_from=ALICE)
+        flow.run()
+        case = flow.case(case.id)
+        [_, reply] = flow.inbound(case.id)
+        assert (case.severity == "high") is obeyed
+        assert (reply.kind == "team") is obeyed
+        assert ("bad-signature" in reply.flags) is (how == "altered")
+        if obeyed:
+            assert reply.details["trust"] == f"good PGP signature by team key {alice.fpr}"
+        else:
+            assert "unauthenticated-team" in case.flags
+    finally:
+        flow.app.close()
