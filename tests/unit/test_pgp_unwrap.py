@@ -53,7 +53,8 @@ def test_signed_then_encrypted_is_decrypted_and_its_signature_verified(
     entity = inner_text("signed, then encrypted\n")
     signed = pgp_signed([], entity, rita.home.sign_detached(entity, signer=rita.fpr))
     signed = signed.split(b"\r\n", 1)[1] if signed.startswith(b"\r\n") else signed
-    opened = unwrapper.unwrap(pgp_mime(fields(RITA), rita.home.encrypt(signed, to=pgp_keys.team_fpr)))
+    armored = rita.home.encrypt(signed, to=pgp_keys.team_fpr)
+    opened = unwrapper.unwrap(pgp_mime(fields(RITA), armored))
     assert opened is not None and not opened.problem
     assert {"encrypted", "signed"} <= set(opened.flags)
     assert opened.signature is not None and opened.signature.status == "good"
