@@ -56,7 +56,7 @@ def _history_cutoff(db: Database, intake: Intake) -> datetime | None:
     if intake.settings.mailbox.answer_existing:
         return None
     with db.session() as session:
-        return history.recorded_first_start(session) or intake.clock.now()
+        return history.ingest_cutoff(session, intake.clock.now())
 
 
 def _ingest_batch(db: Database, intake: Intake, batch: list[FetchedMessage],

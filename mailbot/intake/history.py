@@ -9,7 +9,8 @@ no deadline, never a reminder; its threads stay whole, so a later reply joins it
 ``[mailbox] answer_existing = true`` turns this off.
 
 ``mailbot ingest`` follows the same rule: a file's message dated before that first start (or
-before now, when mailbot has not started yet) is history too.
+before now, when mailbot has not started yet) is history too. A mailbox that mailbot read before
+this rule existed has no record of either: it imports nothing.
 
 **A receipt is never late.** Whatever the history rule says, a message that reached the mailbox
 more than ``[policy] receipt_max_age_hours`` ago, or whose acknowledgement deadline has already
@@ -28,9 +29,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mailbot.cases.models import Case, Meta
+from mailbot.cases.models import Case, MailboxCursor, Meta
 from mailbot.cases.vocabulary import IMPORTED
 from mailbot.mail.mailbox import FolderState
 from mailbot.mail.message import FetchedMessage
@@ -93,6 +95,18 @@ def recorded_first_start(session: Session) -> datetime | None:
     """When mailbot first started on this mailbox, or None if it has not yet."""
     row = session.get(Meta, FIRST_STARTED)
     return datetime.fromisoformat(row.value) if row is not None else None
+
+
+def ingest_cutoff(session: Session, now: datetime) -> datetime | None:
+    """What ``mailbot ingest`` counts as history: mail dated before the first start, or before now
+    when mailbot has never read the mailbox. None (nothing is history) when it read the mailbox
+    before first starts were recorded: when that was is unknown, and replayed mail is answered."""
+    started = recorded_first_start(session)
+    if started is not None:
+        return started
+    if session.scalar(select(MailboxCursor.folder).limit(1)) is not None:
+        return None
+    return now
 
 
 def mark(batch: Sequence[FetchedMessage], history: FolderHistory | None) -> list[FetchedMessage]:

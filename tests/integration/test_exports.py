@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from mailbot.cases.models import Outbox
+from mailbot.cases.models import MailboxCursor, Outbox
 from mailbot.cli import main
 from tests import daemons, factories
 from tests.mailflow import Mailflow
@@ -124,5 +124,26 @@ def test_ingest_imports_what_is_dated_before_the_first_start_and_answers_what_is
         with flow.app.db.session() as s:
             queued_for = list(s.scalars(select(Outbox.case_id)))
         assert queued_for == [by_subject["Lost while we were down"].id]  # its receipt alone
+    finally:
+        flow.app.close()
+
+
+def test_a_mailbox_read_before_history_import_existed_imports_nothing_by_ingest(
+    flow: Mailflow, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # An older mailbot read this mailbox: it left a cursor, but no record of its first start.
+    try:
+        with flow.app.db.session() as s:
+            s.add(MailboxCursor(folder="INBOX", uidvalidity=1, last_uid=10,
+                                updated_at=datetime.now(UTC)))
+        lost = tmp_path / "lost.eml"
+        lost.write_bytes(factories.message(subject="Lost while we were down",
+                                           date=datetime.now(UTC) - timedelta(days=1)))
+        config = daemons.write_config(tmp_path, flow.app.settings.mailbox,
+                                      flow.app.settings.smtp, flow.app.settings.database.url)
+        assert main(["--config", str(config), "ingest", str(lost)]) == 0
+        assert capsys.readouterr().out.strip() == "1 opened"
+        [case] = flow.cases()
+        assert "imported" not in case.flags and case.ack_due is not None
     finally:
         flow.app.close()
