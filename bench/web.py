@@ -104,7 +104,8 @@ def one_round(n: int, mailboxes: Mailboxes, sink: Sink, corpus: Corpus | None, m
         log = workdir / f"web-{n}.log"
         sink.clear()
         if not with_web:
-            out["alone"] = worker(spec, log)["seconds"]
+            result = worker(spec, log)
+            out["alone"], out["alone_cpu"] = result["seconds"], result["cpu_seconds"]
             continue
         config = workdir / f"web-{n}.toml"
         config.write_text(bench_toml(imap, sink.port, f"sqlite:///{db}") + f"""
@@ -121,7 +122,8 @@ users = [{{name = "{USER}", password_hash = "{hash_password(PASSWORD)}"}}]
             board.start()
             result = worker(spec, log)
             board.stop()
-            out["with_web"] = result["seconds"]
+            out["with_web"], out["with_web_cpu"] = result["seconds"], result["cpu_seconds"]
+            out["web_cpu"] = _cpu_seconds(proc.pid)
             out["cases"] = result["cases"]
             out["board_during_intake"] = board.latencies
             out["board_after"] = [board.once() for _ in range(20)]
@@ -129,6 +131,12 @@ users = [{{name = "{USER}", password_hash = "{hash_password(PASSWORD)}"}}]
             proc.terminate()
             proc.wait(10)
     return out
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU time a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def summarise(rounds: list[dict[str, Any]]) -> dict[str, Any]:
@@ -154,6 +162,11 @@ def summarise(rounds: list[dict[str, Any]]) -> dict[str, Any]:
                                               for a, b in zip(alone, busy, strict=True)],
         "intake_slowdown_percent": round(
             (statistics.median(b / a for a, b in zip(alone, busy, strict=True)) - 1) * 100, 1),
+        # CPU time is the steadier figure on a shared machine: intake's own work, whatever the
+        # neighbours' load does to its wall-clock time.
+        "intake_cpu_seconds_alone": [round(r["alone_cpu"], 2) for r in rounds],
+        "intake_cpu_seconds_with_web": [round(r["with_web_cpu"], 2) for r in rounds],
+        "web_process_cpu_seconds": [round(r["web_cpu"], 2) for r in rounds],
         "cases": rounds[-1]["cases"],
     }
 
