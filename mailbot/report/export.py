@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from mailbot.cases import vocabulary
-from mailbot.report.figures import AUTOMATIC, EXCLUDED_REASONS, Breach, Bucket, Figures
+from mailbot.report.figures import EXCLUDED_KEYS, Breach, Bucket, Figures
 
 SCALARS = (
     "received", "acknowledged_on_time", "acknowledged_late", "ack_open", "assessed_on_time",
@@ -25,7 +25,6 @@ SCALARS = (
 )
 SEVERITY_KEYS = (*vocabulary.SEVERITIES, "unassessed")
 CLOSE_KEYS = vocabulary.CLOSE_REASONS
-EXCLUDED_KEYS = (AUTOMATIC, *EXCLUDED_REASONS)
 
 
 def _iso(at: datetime | None) -> str | None:

@@ -5,7 +5,9 @@ other view (a web page) share one computation. The rules, as the design doc and
 ``docs/report.md`` state them:
 
 - **Which cases**: reports received (the ``received_at`` local date) in the period, apart from
-  automatic mail (flag ``automatic``) and cases closed as ``spam`` or ``duplicate``; those are
+  automatic mail (flag ``automatic``), history imported on the first run (flag ``imported``),
+  cases closed as ``spam`` or ``duplicate``, and any other case that was promised no
+  acknowledgement (no ``ack_due``: a thread the team started, mailbot's own mail); those are
   counted under ``excluded``.
 - **On time or late** is judged against the deadline *stored on the case* when its clock started
   (``ack_due``, ``assessment_due``), never recomputed, so a later policy change does not rewrite
@@ -59,6 +61,9 @@ ACK = "ack"
 ASSESSMENT = "assessment"
 EXCLUDED_REASONS = ("spam", "duplicate")
 AUTOMATIC = "automatic"
+IMPORTED = "imported"
+NO_DEADLINE = "no-deadline"
+EXCLUDED_KEYS = (AUTOMATIC, IMPORTED, *EXCLUDED_REASONS, NO_DEADLINE)
 _CHUNK = 5000
 
 
@@ -76,6 +81,7 @@ class CaseRow(NamedTuple):
     id: str
     status: str
     automatic: bool  # the case carries the ``automatic`` flag
+    imported: bool  # the case carries the ``imported`` flag (history from before the first run)
     close_reason: str | None
     severity: str | None
     received: float
@@ -290,18 +296,21 @@ class _Accumulator:
             return
         table, received, day = table[keep], received[keep], day[keep]
         ids, status, automatic = table["id"], table["status"], table["automatic"]
+        imported = table["imported"] & ~automatic
         reason, severity = table["close_reason"], table["severity"]
         ack_due, acked, assess_due, assessed, resolved, closed = (
             table[name] for name in _TIMES[1:])
         months = self.month_of_day[day - self.lo]
 
         is_closed = status == vocabulary.CLOSED
-        spam = is_closed & (reason == "spam") & ~automatic
-        duplicate = is_closed & (reason == "duplicate") & ~automatic
-        real = ~(automatic | spam | duplicate)
-        self._tally("excluded", AUTOMATIC, months, automatic)
-        self._tally("excluded", "spam", months, spam)
-        self._tally("excluded", "duplicate", months, duplicate)
+        flagged = automatic | imported
+        spam = is_closed & (reason == "spam") & ~flagged
+        duplicate = is_closed & (reason == "duplicate") & ~flagged
+        unpromised = np.isnan(ack_due) & ~(flagged | spam | duplicate)
+        real = ~(flagged | spam | duplicate | unpromised)
+        for key, mask in ((AUTOMATIC, automatic), (IMPORTED, imported), ("spam", spam),
+                          ("duplicate", duplicate), (NO_DEADLINE, unpromised)):
+            self._tally("excluded", key, months, mask)
         self._count("received", months, real)
         for name in vocabulary.SEVERITIES:
             self._tally("by_severity", name, months, real & (severity == name))
@@ -360,7 +369,8 @@ class _Accumulator:
 
 _TIMES = ("received", "ack_due", "acknowledged", "assessment_due", "assessed", "resolved",
           "closed")
-_DTYPE = np.dtype([("id", "O"), ("status", "U16"), ("automatic", "?"), ("close_reason", "U40"),
+_DTYPE = np.dtype([("id", "O"), ("status", "U16"), ("automatic", "?"), ("imported", "?"),
+                   ("close_reason", "U40"),
                    ("severity", "U20"), *((name, "f8") for name in _TIMES)])
 
 
@@ -381,8 +391,8 @@ def _table(chunk: list[CaseRow]) -> NDArray[Any]:
 
 
 def _without_none(row: CaseRow) -> tuple[Any, ...]:
-    return (row.id, row.status, row.automatic, row.close_reason or "", row.severity or "",
-            *(-1.0 if t is None else t for t in row[5:]))
+    return (row.id, row.status, row.automatic, row.imported, row.close_reason or "",
+            row.severity or "", *(-1.0 if t is None else t for t in row[6:]))
 
 
 _COUNTS = ("received", "acknowledged_on_time", "acknowledged_late", "ack_open",

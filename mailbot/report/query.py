@@ -42,6 +42,7 @@ def _columns(dialect: str) -> tuple[Any, ...]:
         Case.id, Case.status,
         # The flags are a JSON list; asking the database spares decoding 100,000 of them.
         cast(Case.flags, Text).like('%"automatic"%'),
+        cast(Case.flags, Text).like('%"imported"%'),
         # "" rather than NULL, for the same reason as the -1 below.
         func.coalesce(Case.close_reason, ""), func.coalesce(Case.severity, ""),
         *(_epoch(t, dialect) for t in times),

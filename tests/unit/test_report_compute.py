@@ -23,8 +23,8 @@ def at(month: int, day: int, hour: int) -> float:
 def row(case: str, *, received: float, ack_due: float | None = None,
         acknowledged: float | None = None, status: str = "new", automatic: bool = False,
         close_reason: str | None = None, closed: float | None = None) -> CaseRow:
-    return CaseRow(case, status, automatic, close_reason, None, received, ack_due, acknowledged,
-                   None, None, None, closed)
+    return CaseRow(case, status, automatic, False, close_reason, None, received, ack_due,
+                   acknowledged, None, None, None, closed)
 
 
 def test_rows_with_none_values_add_up() -> None:
@@ -34,8 +34,13 @@ def test_rows_with_none_values_add_up() -> None:
         row("SEC-1", received=at(11, 6, 16), ack_due=due, acknowledged=at(11, 12, 10),
             status="acknowledged"),
         row("SEC-2", received=at(11, 9, 9), automatic=True),
-        row("SEC-3", received=at(11, 9, 10), status="closed", close_reason="spam",
-            closed=at(11, 9, 11)),
+        row("SEC-3", received=at(11, 9, 10), ack_due=due, status="closed",
+            close_reason="spam", closed=at(11, 9, 11)),
+        # A thread the team started: promised nothing, so not a report.
+        row("SEC-4", received=at(11, 10, 9)),
+        # History from before the first run (flag imported): no promise was made.
+        CaseRow("SEC-5", "new", False, True, None, None, at(11, 10, 10), None, None, None, None,
+                None, None),
     ]
     figures = compute_figures(rows, calendar=CALENDAR, period=Period(date(2026, 11, 1),
                               date(2026, 11, 30)), now=datetime(2026, 12, 1, tzinfo=AMS),
@@ -44,7 +49,7 @@ def test_rows_with_none_values_add_up() -> None:
     assert (t.received, t.acknowledged_on_time, t.acknowledged_late) == (1, 0, 1)
     assert t.ack_median_business_days == 4  # Mon, Tue, Wed, Thu
     assert t.by_severity == {"unassessed": 1}  # a None severity, never the word "None"
-    assert t.excluded == {"automatic": 1, "spam": 1}
+    assert t.excluded == {"automatic": 1, "spam": 1, "no-deadline": 1, "imported": 1}
     [breach] = t.breaches
     assert breach.case == "SEC-1" and breach.late_by_hours == 10.0
     # The acknowledged case's assessment clock started but has no deadline: open, no breach.
@@ -52,7 +57,7 @@ def test_rows_with_none_values_add_up() -> None:
 
 
 def test_a_report_outside_the_period_is_not_counted() -> None:
-    rows = [row("SEC-1", received=at(10, 30, 12))]
+    rows = [row("SEC-1", received=at(10, 30, 12), ack_due=at(11, 4, 23))]
     figures = compute_figures(rows, calendar=CALENDAR, period=Period(date(2026, 11, 1),
                               date(2026, 11, 30)), now=datetime(2026, 12, 1, tzinfo=AMS),
                               ack_business_days=3, assessment_business_days=7)
