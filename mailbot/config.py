@@ -7,7 +7,6 @@ instead of a traceback. Tests build the settings objects directly.
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import tomllib
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from mailbot.config_keys import Reader, as_date
 from mailbot.config_sections import (
     MetricsSettings,
     PgpSettings,
@@ -32,8 +32,6 @@ from mailbot.errors import ConfigError
 from mailbot.oauth2.settings import OAUTH2_KEYS, OAuth2Settings, read_oauth2
 from mailbot.pgp.settings import read_team_keys
 from mailbot.web.settings import WEB_KEYS, WebSettings, read_web
-
-log = logging.getLogger("mailbot.config")
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 SECURITY_MODES = ("tls", "starttls", "none")
@@ -266,7 +264,7 @@ def settings_from_mapping(
         for key in value:
             if key not in _KNOWN[section]:
                 raise ConfigError(f"{section}.{key}", f"one of the keys {sorted(_KNOWN[section])}")
-    r = _Reader(data, env, base)
+    r = Reader(data, env, base)
     return Settings(
         mailbox=_mailbox(r, data, with_secret="mailbox" in secrets),
         smtp=_smtp(r, data, with_secret="smtp" in secrets),
@@ -285,7 +283,7 @@ def settings_from_mapping(
     )
 
 
-def _mailbox(r: _Reader, data: Mapping[str, Any], *, with_secret: bool = True) -> MailboxSettings:
+def _mailbox(r: Reader, data: Mapping[str, Any], *, with_secret: bool = True) -> MailboxSettings:
     host = r.text("mailbox.host")
     security = r.choice("mailbox.security", SECURITY_MODES, "tls")
     _check_plain_is_loopback("mailbox", host, security)
@@ -313,7 +311,7 @@ def _mailbox(r: _Reader, data: Mapping[str, Any], *, with_secret: bool = True) -
     )
 
 
-def _smtp(r: _Reader, data: Mapping[str, Any], *, with_secret: bool = True) -> SmtpSettings:
+def _smtp(r: Reader, data: Mapping[str, Any], *, with_secret: bool = True) -> SmtpSettings:
     host = r.text("smtp.host")
     security = r.choice("smtp.security", SECURITY_MODES, "starttls")
     _check_plain_is_loopback("smtp", host, security)
@@ -341,7 +339,7 @@ def _smtp(r: _Reader, data: Mapping[str, Any], *, with_secret: bool = True) -> S
     )
 
 
-def _oauth2(r: _Reader, data: Mapping[str, Any], section: str, username: str) -> OAuth2Settings:
+def _oauth2(r: Reader, data: Mapping[str, Any], section: str, username: str) -> OAuth2Settings:
     """``[oauth2]``, with the keys of ``[<section>.oauth2]`` taking precedence."""
     shared = data.get("oauth2", {})
     own = data.get(section, {}).get("oauth2", {})
@@ -353,7 +351,7 @@ def _oauth2(r: _Reader, data: Mapping[str, Any], section: str, username: str) ->
     if not shared and not own:
         raise ConfigError("oauth2.provider", f"an [oauth2] table when {section}.auth is oauth2")
     try:
-        return read_oauth2(_Reader({"oauth2": {**shared, **own}}, r.env, r.base), base=r.base,
+        return read_oauth2(Reader({"oauth2": {**shared, **own}}, r.env, r.base), base=r.base,
                            username=username)
     except ConfigError as exc:
         name = exc.key.partition(".")[2]
@@ -362,7 +360,7 @@ def _oauth2(r: _Reader, data: Mapping[str, Any], section: str, username: str) ->
         raise
 
 
-def _team(r: _Reader) -> TeamSettings:
+def _team(r: Reader) -> TeamSettings:
     return TeamSettings(
         addresses=tuple(a.lower() for a in r.addresses("team.addresses")),
         domains=tuple(d.lower().lstrip("@") for d in r.str_list("team.domains")),
@@ -375,7 +373,7 @@ def _team(r: _Reader) -> TeamSettings:
 _PREFIX = re.compile(r"^[A-Z][A-Z0-9]{0,15}$")
 
 
-def _policy(r: _Reader) -> PolicySettings:
+def _policy(r: Reader) -> PolicySettings:
     prefix = r.text("policy.case_prefix", "SEC")
     if not _PREFIX.match(prefix):
         raise ConfigError("policy.case_prefix", "1-16 upper-case letters or digits, such as SEC",
@@ -440,13 +438,13 @@ def _clock_time(key: str, value: str) -> time:
         raise ConfigError(key, 'a time of day such as "09:00"', value) from None
 
 
-def _oncall(r: _Reader) -> OncallSettings:
+def _oncall(r: Reader) -> OncallSettings:
     addresses = tuple(r.addresses("oncall.addresses"))
     rotation = tuple(r.addresses("oncall.rotation"))
     start_raw = r.raw("oncall.rotation_start")
     start: date | None = None
     if start_raw not in (None, ""):
-        start = _as_date("oncall.rotation_start", start_raw)
+        start = as_date("oncall.rotation_start", start_raw)
     if rotation and start is None:
         raise ConfigError("oncall.rotation_start", "a date (YYYY-MM-DD) when a rotation is set")
     return OncallSettings(
@@ -457,7 +455,7 @@ def _oncall(r: _Reader) -> OncallSettings:
     )
 
 
-def _secrets(r: _Reader) -> SecretsSettings:
+def _secrets(r: Reader) -> SecretsSettings:
     key = r.secret("secrets", required=False, prefix="token_key")
     return SecretsSettings(token_key=key.encode("utf-8"))
 
@@ -467,155 +465,3 @@ def _check_plain_is_loopback(section: str, host: str, security: str) -> None:
         raise ConfigError(f"{section}.security",
                           '"tls" or "starttls" for a host other than loopback '
                           "(plain text would expose the password)", security)
-
-
-def _as_date(key: str, value: object) -> date:
-    if isinstance(value, date):
-        return value
-    if isinstance(value, str):
-        try:
-            return date.fromisoformat(value)
-        except ValueError:
-            pass
-    raise ConfigError(key, "a date such as 2026-12-25", value)
-
-
-class _Reader:
-    """Typed access to dotted keys, with errors that name the key."""
-
-    def __init__(self, data: Mapping[str, Any], env: Mapping[str, str], base: Path) -> None:
-        self._data = data
-        self._env = env
-        self._base = base
-
-    @property
-    def env(self) -> Mapping[str, str]:
-        return self._env
-
-    @property
-    def base(self) -> Path:
-        return self._base
-
-    def raw(self, key: str) -> Any:
-        section, _, name = key.partition(".")
-        return self._data.get(section, {}).get(name)
-
-    def text(self, key: str, default: str | None = None, *, allow_empty: bool = False) -> str:
-        value = self.raw(key)
-        if value is None:
-            if default is None:
-                raise ConfigError(key, "a value (the key is required)")
-            return default
-        if not isinstance(value, str):
-            raise ConfigError(key, "a string", value)
-        if not value.strip() and not allow_empty:
-            raise ConfigError(key, "a non-empty string", value)
-        return value.strip()
-
-    def integer(self, key: str, default: int, *, minimum: int | None = None) -> int:
-        value = self.raw(key)
-        if value is None:
-            return default
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(key, "a whole number", value)
-        if minimum is not None and value < minimum:
-            raise ConfigError(key, f"a whole number of at least {minimum}", value)
-        return value
-
-    def port(self, key: str, default: int) -> int:
-        value = self.integer(key, default, minimum=1)
-        if value > 65535:
-            raise ConfigError(key, "a port number between 1 and 65535", value)
-        return value
-
-    def boolean(self, key: str, default: bool) -> bool:
-        value = self.raw(key)
-        if value is None:
-            return default
-        if not isinstance(value, bool):
-            raise ConfigError(key, "true or false", value)
-        return value
-
-    def choice(self, key: str, choices: tuple[str, ...], default: str) -> str:
-        value = self.text(key, default).lower()
-        if value not in choices:
-            raise ConfigError(key, "one of " + ", ".join(choices), value)
-        return value
-
-    def str_list(self, key: str, default: list[str] | None = None) -> list[str]:
-        value = self.raw(key)
-        if value is None:
-            return list(default or [])
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(key, "a list of strings", value)
-        return [v.strip() for v in value if v.strip()]
-
-    def addresses(self, key: str) -> list[str]:
-        out = []
-        for value in self.str_list(key):
-            addr = parseaddr(value)[1]
-            if "@" not in addr or addr.count("@") != 1:
-                raise ConfigError(key, "email addresses such as alice@example.com", value)
-            out.append(addr)
-        return out
-
-    def date_list(self, key: str) -> list[date]:
-        value = self.raw(key)
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            raise ConfigError(key, "a list of dates such as [\"2026-12-25\"]", value)
-        return [_as_date(key, v) for v in value]
-
-    def secret_key(self, section: str, prefix: str = "password") -> str:
-        """The key a secret is read from, as ``secret`` picks it: for messages that say what to fix.
-
-        ``mailbox.password_env (MAILBOT_IMAP_PASSWORD)``, ``smtp.password_file``, ...
-        """
-        env_name = self.raw(f"{section}.{prefix}_env")
-        if env_name and (env_name in self._env or not (
-                self.raw(f"{section}.{prefix}_file") or self.raw(f"{section}.{prefix}"))):
-            return f"{section}.{prefix}_env ({env_name})"
-        if self.raw(f"{section}.{prefix}_file"):
-            return f"{section}.{prefix}_file"
-        if self.raw(f"{section}.{prefix}") is not None:
-            return f"{section}.{prefix}"
-        return f"{section}.{prefix}_env"
-
-    def secret(self, section: str, *, required: bool = True, prefix: str = "password") -> str:
-        """``<prefix>_env`` names a variable, ``<prefix>_file`` a file, ``<prefix>`` is inline."""
-        env_name = self.raw(f"{section}.{prefix}_env")
-        file_name = self.raw(f"{section}.{prefix}_file")
-        inline = self.raw(f"{section}.{prefix}")
-        if env_name:
-            if not isinstance(env_name, str):
-                raise ConfigError(f"{section}.{prefix}_env", "the name of an environment variable",
-                                  env_name)
-            if env_name in self._env:
-                return self._env[env_name]
-            if required or not (file_name or inline):
-                if required:
-                    raise ConfigError(f"{section}.{prefix}_env",
-                                      f"the environment variable {env_name} to be set")
-                return ""
-        if file_name:
-            if not isinstance(file_name, str):
-                raise ConfigError(f"{section}.{prefix}_file", "a path to a file", file_name)
-            path = Path(file_name)
-            if not path.is_absolute():
-                path = self._base / path
-            try:
-                return path.read_text("utf-8").strip()
-            except OSError as exc:
-                raise ConfigError(f"{section}.{prefix}_file",
-                                  f"a readable file ({exc.strerror})", file_name) from None
-        if inline is not None:
-            if not isinstance(inline, str):
-                raise ConfigError(f"{section}.{prefix}", "a string", "<hidden>")
-            log.warning("%s.%s is set in the config file itself; prefer %s_env or %s_file",
-                        section, prefix, prefix, prefix)
-            return inline
-        if required:
-            raise ConfigError(f"{section}.{prefix}_env",
-                              f"one of {prefix}_env, {prefix}_file or {prefix} to be set")
-        return ""
