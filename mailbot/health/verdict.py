@@ -63,7 +63,7 @@ def judge(status: Status, *, now: datetime, host: str, poll_seconds: int) -> Ver
         lines.append(f"{name}: failing since {problem.since:%Y-%m-%d %H:%M:%S %Z} "
                      f"(on {problem.host}): {problem.error}")
         lines.append(f"  to fix: {problem.key} (mailbot reads its config at start: restart it "
-                     "after changing either)")
+                     "after the change)")
     return Verdict(healthy=healthy, lines=lines)
 
 
