@@ -18,8 +18,9 @@ from typing import Any, Protocol
 
 # Message flags an unwrapper may set (also on the case, for UNDECRYPTABLE).
 ENCRYPTED = "encrypted"
-SIGNED = "signed"
+SIGNED = "signed"  # a good signature over the whole message
 BAD_SIGNATURE = "bad-signature"
+UNVERIFIED_SIGNATURE = "unverified-signature"  # unknown, expired or revoked key; unreadable
 UNDECRYPTABLE = "undecryptable"
 
 

@@ -43,6 +43,7 @@ _INLINE = re.compile(
     rb"-----BEGIN PGP (MESSAGE|SIGNED MESSAGE)-----.*?"
     rb"-----END PGP (?:MESSAGE|SIGNATURE)-----[ \t]*", re.DOTALL)
 _KEY_BLOCK = b"-----BEGIN PGP PUBLIC KEY BLOCK-----"
+SMIME_TYPES = frozenset({"application/pkcs7-mime", "application/x-pkcs7-mime"})
 
 
 @dataclass
@@ -82,8 +83,12 @@ def _open(data: bytes, gpg: Gpg, found: Opened, where: _Where, max_key_bytes: in
     protocol = str(headers.get_param("protocol", "") or "").lower()
     boundary = headers.get_boundary()
     deeper = _Where(where.depth + 1, where.whole, where.enclosed, False)
-    if ctype == "multipart/encrypted" and protocol == "application/pgp-encrypted" and boundary:
-        inner = _decrypt_pgp_mime(body, boundary, gpg, found, where)
+    parts = split_parts(body, boundary) if boundary and ctype.startswith("multipart/") else None
+    pgp_mime = ctype == "multipart/encrypted" and protocol == "application/pgp-encrypted"
+    if pgp_mime or (parts is not None and _mangled(parts)):
+        # A multipart/mixed of [empty text], pgp-encrypted, octet-stream is PGP/MIME that
+        # Exchange and some list servers rewrote on the way; it opens like the real thing.
+        inner = _decrypt_pgp_mime(parts[-2:] if parts else None, gpg, found, where)
         if inner is None:
             return data
         opened = _open(inner, gpg, found, deeper, max_key_bytes)
@@ -91,13 +96,20 @@ def _open(data: bytes, gpg: Gpg, found: Opened, where: _Where, max_key_bytes: in
             found.protected_subject |= b"subject:" in split_entity(opened)[0].lower()
             return merge(head, opened, take_subject=True)
         return opened
-    if ctype == "multipart/signed" and protocol == "application/pgp-signature" and boundary:
-        parts = split_parts(body, boundary)
-        if parts and len(parts) >= 2:
-            signature = _verify_detached(parts[0], parts[1], gpg)
-            _record(found, signature, "pgp/mime", where)
-            opened = _open(parts[0], gpg, found, deeper, max_key_bytes)
-            return merge(head, opened, take_subject=where.root) if where.root else opened
+    if ctype in SMIME_TYPES and where.whole and not where.enclosed:
+        # Enveloped (encrypted) or opaque-signed: either way the text is inside the PKCS#7
+        # blob, which only OpenPGP's counterpart here could have opened.
+        kind = str(headers.get_param("smime-type", "") or "").lower()
+        found.encrypted |= kind != "signed-data"
+        found.problems.append(f"S/MIME ({kind or 'pkcs7-mime'}): its content is not readable "
+                              "here (only OpenPGP is decrypted and verified)")
+        return data
+    signed = ctype == "multipart/signed" and protocol == "application/pgp-signature"
+    if signed and parts and len(parts) >= 2:
+        signature = _verify_detached(parts[0], parts[1], gpg)
+        _record(found, signature, "pgp/mime", where)
+        opened = _open(parts[0], gpg, found, deeper, max_key_bytes)
+        return merge(head, opened, take_subject=where.root) if where.root else opened
     if ctype.startswith("multipart/") and boundary:
         return _open_children(head, body, boundary, gpg, found, where, max_key_bytes)
     if ctype in ("message/rfc822", "message/global"):
@@ -127,23 +139,36 @@ def _open_children(head: bytes, body: bytes, boundary: str, gpg: Gpg, found: Ope
     return head + b"\r\n" + join_parts(boundary, opened)
 
 
-def _decrypt_pgp_mime(body: bytes, boundary: str, gpg: Gpg, found: Opened,
+def _mangled(parts: list[bytes]) -> bool:
+    if len(parts) != 3:
+        return False
+    types = [headers_of(split_entity(p)[0]).get_content_type() for p in parts]
+    return types == ["text/plain", "application/pgp-encrypted", "application/octet-stream"] \
+        and not split_entity(parts[0])[1].strip()
+
+
+def _decrypt_pgp_mime(parts: list[bytes] | None, gpg: Gpg, found: Opened,
                       where: _Where) -> bytes | None:
-    found.encrypted = True
-    parts = split_parts(body, boundary)
+    """The decrypted entity, or None (with the problem recorded). What claims to be encrypted
+    and cannot be opened counts as encrypted; what opens counts as encrypted only when gpg
+    decrypted it (a signed message dressed as an encrypted one is not)."""
     if not parts or len(parts) < 2:
+        found.encrypted = True
         found.problems.append("broken PGP/MIME structure (no encrypted part)")
         return None
     cipher = _decoded(parts[1])
     try:
         result = gpg.decrypt(cipher)
     except PgpError as exc:
+        found.encrypted = True
         found.problems.append(str(exc))
         return None
     if not result.ok:
+        found.encrypted = True
         found.problems.append(result.problem)
         return None
-    found.decrypted += 1
+    found.encrypted |= result.encrypted
+    found.decrypted += 1 if result.encrypted else 0
     if result.signature is not None:
         _record(found, result.signature, "pgp/mime", where)
     return result.data
@@ -167,20 +192,21 @@ def _open_inline(head: bytes, headers: Any, body: bytes, gpg: Gpg, found: Opened
         pieces.append(text[last:match.start()])
         last = match.end()
         encrypted = match.group(1) == b"MESSAGE"
-        if encrypted:
-            found.encrypted = True
         try:
             result = gpg.decrypt(match.group(0))
         except PgpError as exc:
+            found.encrypted |= encrypted
             found.problems.append(str(exc))
             pieces.append(match.group(0))
             continue
         if not result.ok:
-            if encrypted:
+            if encrypted:  # an armored message gpg cannot open: taken as encrypted to someone
+                found.encrypted = True
                 found.problems.append(result.problem)
             pieces.append(match.group(0))
             continue
-        found.decrypted += 1 if encrypted else 0
+        found.encrypted |= result.encrypted
+        found.decrypted += 1 if result.encrypted else 0
         if result.signature is not None:
             whole = where.whole and len(blocks) == 1 and not (
                 text[:match.start()].strip() or text[match.end():].strip())

@@ -19,6 +19,7 @@ from mailbot.intake.unwrap import (
     ENCRYPTED,
     SIGNED,
     UNDECRYPTABLE,
+    UNVERIFIED_SIGNATURE,
     Signature,
     Unwrapped,
 )
@@ -31,8 +32,10 @@ from mailbot.pgp.settings import PgpSettings
 
 log = logging.getLogger("mailbot.pgp")
 
-_LOOKS_PGP = re.compile(rb"application/pgp|-----BEGIN PGP |^autocrypt:", re.I | re.M)
-_LOOKS_ENCRYPTED = re.compile(rb"application/pgp-encrypted|-----BEGIN PGP MESSAGE-----", re.I)
+_LOOKS_PGP = re.compile(
+    rb"application/pgp|-----BEGIN PGP |^autocrypt:|application/(?:x-)?pkcs7-mime", re.I | re.M)
+_LOOKS_ENCRYPTED = re.compile(
+    rb"application/pgp-encrypted|-----BEGIN PGP MESSAGE-----|application/(?:x-)?pkcs7-mime", re.I)
 MAX_AUTOCRYPT_FIELDS = 3
 
 
@@ -76,7 +79,7 @@ class PgpUnwrapper:
         if any(k.get("result") == "recorded" for k in learned) and opened.signature is not None \
                 and opened.signature.status == "unknown-key":
             opened = open_message(raw, gpg, max_key_bytes=self.settings.max_key_bytes)
-        if not (opened.encrypted or opened.signatures or learned):
+        if not (opened.encrypted or opened.signatures or opened.problems or learned):
             return None
         signature = self._signature(gpg, opened.signature, sender)
         problem = "; ".join(dict.fromkeys(opened.problems))
@@ -128,9 +131,9 @@ def _flags(opened: Opened, problem: str) -> tuple[str, ...]:
     if problem:
         flags.append(UNDECRYPTABLE)
     if opened.signature is not None:
-        flags.append(SIGNED)
-        if opened.signature.status == "bad":
-            flags.append(BAD_SIGNATURE)
+        status = opened.signature.status
+        flags.append(SIGNED if status == "good" else
+                     BAD_SIGNATURE if status == "bad" else UNVERIFIED_SIGNATURE)
     elif any(s["status"] == "bad" and s["covers"] != "enclosed message"
              for s in opened.signatures):
         flags.append(BAD_SIGNATURE)
