@@ -46,7 +46,7 @@ class MessageView:
     flags: list[str]
     trust: str
     correlation: str
-    pgp: dict[str, Any] | None
+    pgp: list[str]  # what PGP said of the message, one finding a line; [] = not PGP mail
     attachments: list[dict[str, Any]]
     text: str
     defects: list[str] = field(default_factory=list)
@@ -104,15 +104,44 @@ def _message_view(session: Session, m: Message, raw_store: RawStore,
         subject=m.subject, date=m.date, received_at=m.received_at, message_id=m.message_id,
         flags=list(m.flags), trust=str(details.get("trust", "")),
         correlation=str(details.get("correlation", "")),
-        pgp=details.get("pgp") if isinstance(details.get("pgp"), dict) else None,
+        pgp=pgp_findings(details.get("pgp")),
         attachments=list(details.get("attachments", [])),
         text=parsed.text_body if parsed else "",
         defects=[str(d) for d in details.get("defects", [])],
     )
 
 
+def pgp_findings(pgp: object) -> list[str]:
+    """The PGP record of a message (``details["pgp"]``) in words."""
+    if not isinstance(pgp, dict):
+        return []
+    out = []
+    if pgp.get("encrypted"):
+        out.append("encrypted, " + ("decrypted" if pgp.get("decrypted") else "NOT decrypted"))
+    signature = pgp.get("signature")
+    if isinstance(signature, dict):
+        known = "known key" if signature.get("key_known") else "unknown key"
+        out.append(f"signature {signature.get('status', '?')} by "
+                   f"{signature.get('fingerprint') or 'an unknown key'} ({known})")
+    for other in pgp.get("signatures", [])[:10]:
+        covers = other.get("covers", "a part") if isinstance(other, dict) else None
+        if covers is None or (covers == "whole message" and isinstance(signature, dict)):
+            continue  # the message's own signature is said above
+        out.append(f"signature {other.get('status', '?')} by "
+                   f"{other.get('fingerprint') or 'an unknown key'} over the {covers}")
+    if pgp.get("protected_subject"):
+        out.append("the subject came from inside the encrypted part")
+    if pgp.get("problem"):
+        out.append(f"problem: {pgp['problem']}")
+    return out
+
+
 def message_bytes(session: Session, m: Message, raw_store: RawStore) -> bytes | None:
-    """The message as stored: its raw bytes (inbound) or the outbox copy (outbound)."""
+    """The message as it can be read: the decrypted copy of PGP mail when there is one, else
+    its raw bytes (inbound) or the outbox copy (outbound)."""
+    readable = (m.details or {}).get("readable_raw_id")
+    if isinstance(readable, int):
+        return raw_store.get(session, readable)
     if m.raw_id is not None:
         return raw_store.get(session, m.raw_id)
     if m.direction == "out" and m.message_id:
