@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -231,3 +233,23 @@ def test_the_report_page_shows_the_sla_report_figures(site: Site) -> None:
     assert {site.cases["older"], site.cases["overdue"]} <= breached
     for case_id in breached:
         assert f'<a href="/cases/{case_id}">' in page
+
+
+def board_ids(client: httpx.Client, query: str) -> set[str]:
+    return set(re.findall(r'data-case="([^"]+)"', client.get("/?" + query).text))
+
+
+def test_the_board_filters_by_status_and_finds_by_id_reporter_or_cve(site: Site) -> None:
+    client = login(site)
+    cases = site.cases
+    subprocess.run([sys.executable, "-m", "mailbot", "--config", str(site.config), "cases",
+                    "cve", cases["recent"], "CVE-2026-31337"], check=True, capture_output=True)
+    assert board_ids(client, "") == set(cases.values())
+    assert board_ids(client, "status=acknowledged") == {cases["fresh"]}
+    assert board_ids(client, "status=closed") == set()
+    assert board_ids(client, "q=" + cases["older"].lower()) == {cases["older"]}
+    assert board_ids(client, "q=rita%2Boverdue") == {cases["overdue"]}
+    assert board_ids(client, "q=mallory") == {cases["hostile"]}
+    assert board_ids(client, "q=cve-2026-31337") == {cases["recent"]}
+    assert board_ids(client, "severity=high") == set()
+    assert board_ids(client, "q=%25") == set()  # a LIKE wildcard is just a character
