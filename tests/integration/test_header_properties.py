@@ -115,16 +115,16 @@ def assert_on_a_case(app: App, raw: bytes) -> None:
         assert stored.date is None or stored.date.year < 2200
 
 
-@pytest.mark.parametrize("value", VALUES)
-def test_each_hostile_value_in_every_field_still_makes_a_case(app: App, value: str) -> None:
-    clean = value.replace("\r", " ").replace("\n", " ")
-    everywhere = build([(name, clean) for name in NAMES], "\n".join(COMMANDS))
-    team = build([*TEAM, *((n, clean) for n in NAMES if n not in ("From", "In-Reply-To",
-                                                                  "Authentication-Results"))],
-                 "\n".join(COMMANDS))
-    for raw in (everywhere, team):
-        deliver(app, raw)
-        assert_on_a_case(app, raw)
+def test_each_hostile_value_in_every_field_still_makes_a_case(app: App) -> None:
+    for value in VALUES:
+        clean = value.replace("\r", " ").replace("\n", " ")
+        everywhere = build([(name, clean) for name in NAMES], "\n".join(COMMANDS))
+        kept = [(n, clean) for n in NAMES if n not in ("From", "In-Reply-To",
+                                                        "Authentication-Results")]
+        team = build([*TEAM, *kept], "\n".join(COMMANDS))
+        for raw in (everywhere, team):
+            deliver(app, raw)
+            assert_on_a_case(app, raw)
 
 
 @PROPERTY
