@@ -11,6 +11,7 @@ import re
 from email.message import Message
 
 from mailbot.mail.mime import (
+    BODY_JUNK,
     ENCLOSED,
     MAX_DEPTH,
     MAX_PARTS,
@@ -67,7 +68,8 @@ def own_text(root: Message, defects: Defects) -> str:
       Thunderbird's "-------- Forwarded Message --------", or Apple Mail's
       "Begin forwarded message:".
 
-    At most MAX_OWN_TEXT characters are returned; line endings are ``\\n``.
+    At most MAX_OWN_TEXT characters are returned; line endings are ``\\n``; control characters
+    (but tab and newline) and lone surrogates are dropped.
     """
     part = _first_own_text_part(root)
     if part is None:
@@ -76,7 +78,10 @@ def own_text(root: Message, defects: Defects) -> str:
     if part_content_type(part) == "text/html":
         text = html_to_text(text, defects)
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    return above_quotes(text[: MAX_OWN_TEXT * 4])[:MAX_OWN_TEXT]
+    # Controls and lone surrogates (UTF-7 can encode one) are no text anyone wrote, and a
+    # database refuses them.
+    text = BODY_JUNK.sub("", text[: MAX_OWN_TEXT * 4])
+    return above_quotes(text)[:MAX_OWN_TEXT]
 
 
 def above_quotes(text: str) -> str:

@@ -50,12 +50,14 @@ VALUES = [
     "<seed@reporter.example>", "=?utf-8?b?" + "QUFB" * 400 + "?=",
     "a" * 70 + "@" + "b." * 200 + "c",
     PASS, "auto-replied", "multipart/mixed; boundary=X", "message/rfc822", "base64",
+    "text/plain; charset=utf-7", "text/html; charset=utf-16",
     "\u202e\u0000\udcff", "\x00\x7f", *DATES,
 ]
 COMMANDS = [
     "/ack", "/assess severity=high target=9999-12-31", "/assess severity=x target=0001-01-01",
     "/duplicate SEC-2026-" + "0" * 50, "/duplicate SEC-2026-0001", "/cve CVE-2026-" + "1" * 60,
     "/credit " + "x" * 500, "/close " + "y" * 300, "/reopen", "/resolve", "/\x00",
+    "/credit +2D0-x", "/cve +2D0-",
 ]
 
 header_value = st.one_of(
@@ -119,8 +121,11 @@ def test_each_hostile_value_in_every_field_still_makes_a_case(app: App) -> None:
     for value in VALUES:
         clean = value.replace("\r", " ").replace("\n", " ")
         everywhere = build([(name, clean) for name in NAMES], "\n".join(COMMANDS))
+        # The team's message keeps what makes it the team's (and not mailbot's own: no loop
+        # field), so that its commands run with every argument.
         kept = [(n, clean) for n in NAMES if n not in ("From", "In-Reply-To",
-                                                        "Authentication-Results")]
+                                                        "Authentication-Results",
+                                                        "X-Mailbot-Loop")]
         team = build([*TEAM, *kept], "\n".join(COMMANDS))
         for raw in (everywhere, team):
             deliver(app, raw)
