@@ -87,6 +87,14 @@ def test_a_wrong_imap_password_is_one_error_a_growing_backoff_an_alert_and_a_red
     assert "mailbox.password_file" in errors[0].text
     assert not [line for line in lines if "connection lost" in line.text.lower()]
 
+    # No lockouts: every login the server refused is one the log reported, no more (the IDLE
+    # watchers wait for the mailbox job's login instead of trying their own).
+    server_log = getattr(imap_account.server, "log_file", None)
+    if server_log is not None:  # Dovecot (pymap keeps no log)
+        failed = [line for line in Path(server_log).read_text(errors="replace").splitlines()
+                  if "auth failed" in line and f"user=<{imap_account.username}>" in line]
+        assert len(failed) == len(tries), failed
+
     waits = [wait for _, wait in tries]
     assert waits[:4] == [1, 2, 4, 8]
     for (said, wait), (then, _) in itertools.pairwise(tries):
