@@ -40,7 +40,7 @@ from mailbot.oauth2.wiring import edge_credentials
 from mailbot.outbox import DrainReport, drain, enqueue
 from mailbot.outgoing import Writer, alert
 from mailbot.pgp import wiring as pgp
-from mailbot.store import CompressedRawStore, Database, LeaderLock
+from mailbot.store import Database, LeaderLock
 
 log = logging.getLogger("mailbot.app")
 
@@ -61,7 +61,11 @@ class App:
                  transport: Transport | None = None) -> None:
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
-        self.db = Database(settings.database.url)
+        from mailbot.crypto.provision import sealer_for
+        from mailbot.crypto.rotation import follow_rotation
+
+        self.db = Database(settings.database.url, sealer_for(settings))
+        follow_rotation(self.db)
         self.calendar = BusinessCalendar.from_policy(settings.policy)
         # Passwords or OAuth2 tokens; tokens follow the real clock, whatever self.clock says.
         self.credentials = edge_credentials(settings)
@@ -96,7 +100,14 @@ class App:
     @property
     def intake(self) -> Intake:
         return Intake(settings=self.settings, calendar=self.calendar, writer=self.writer,
-                      raw_store=CompressedRawStore(), clock=self.clock, unwrapper=self.unwrapper)
+                      raw_store=self.db.raw_store, clock=self.clock, unwrapper=self.unwrapper)
+
+    def prepare_storage(self) -> None:
+        """Refuse a storage key that does not open the database; seal what was left in clear.
+        After the schema is migrated, before anything reads content."""
+        from mailbot.crypto.provision import prepare
+
+        prepare(self.db)
 
     def oncall_now(self) -> list[str]:
         return people_to_tell(self.settings, self.clock.now(), self.calendar.tz)
@@ -133,6 +144,9 @@ class App:
         if self._mailbox is not None and not self._mailbox.login_current():
             log.info("the IMAP session's access token is due for renewal; logging in again")
             self.close_mailbox()
+        from mailbot.crypto.rotation import learn_handover
+
+        learn_handover(self.db)
         if self._mailbox is None:
             mailbox = ImapMailbox(self.settings.mailbox, credentials=self.credentials.imap)
             mailbox.connect()

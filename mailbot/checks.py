@@ -15,14 +15,19 @@ Problem = str | None
 
 def run_checks(settings: Settings) -> tuple[list[tuple[str, Problem]], list[tuple[str, str]]]:
     """The checks that must pass, and notes that are worth reading but need not stop anyone."""
+    from mailbot.crypto.provision import check_storage
     from mailbot.oauth2.wiring import TokenCredentials, edge_credentials
 
     credentials = edge_credentials(settings)
     notes: list[tuple[str, str]] = []
     database, schema_note = _check_database(settings)
-    results: list[tuple[str, Problem]] = [("config", None), ("database", database)]
+    storage_problem, storage_note = check_storage(settings)
+    results: list[tuple[str, Problem]] = [("config", None), ("database", database),
+                                          ("storage", storage_problem)]
     if schema_note:
         notes.append(("database", schema_note))
+    if storage_note:
+        notes.append(("storage", storage_note))
     no_token: list[TokenCache] = []
     for cache in credentials.caches:
         problem, note = _check_token(cache)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from mailbot import __version__
 from mailbot.cases.vocabulary import CLOSE_REASONS, SEVERITIES, STATUSES
-from mailbot.errors import ConfigError, MailbotError, UsageError
+from mailbot.errors import ConfigError, MailbotError, StorageKeyError, UsageError
 
 if TYPE_CHECKING:
     from mailbot.app import App
@@ -108,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     asub.add_parser("login", help=login_help, description=login_help + '. For oauth2.provider = '
                     '"refresh_token"; run it as the user the daemon runs as.')
 
+    from mailbot.crypto.commands import add_parsers as add_key_parsers
+
+    add_key_parsers(sub)
     sub.add_parser("health", help="is the daemon alive, is the mailbox read, what needs a person")
     web = sub.add_parser("web", help="serve the read-only case view (login required)")
     web.add_argument("--listen", metavar="HOST:PORT",
@@ -182,9 +185,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(args)
     try:
         return int(_dispatch(args))
-    except (ConfigError, UsageError) as exc:
-        return _fail(args, exc, EXIT_USAGE, "config error" if isinstance(exc, ConfigError)
-                     else "error")
+    except (ConfigError, UsageError, StorageKeyError) as exc:
+        what = {ConfigError: "config error", StorageKeyError: "storage key"}.get(type(exc),
+                                                                             "error")
+        return _fail(args, exc, EXIT_USAGE, what)
     except MailbotError as exc:
         return _fail(args, exc, EXIT_FAILURE, "error")
     except KeyboardInterrupt:
@@ -216,6 +220,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from mailbot.web.commands import hash_password_command
 
         return hash_password_command()
+    if args.command == "keys" and args.action == "new-storage-key":
+        from mailbot.crypto.commands import new_storage_key
+
+        return new_storage_key(args)
     settings = _load_settings(args)
     if getattr(args, "handler", None) is not None:
         return int(args.handler(settings, args))
@@ -224,6 +232,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         "cases": _cmd_cases, "deadlines": _cmd_deadlines, "health": _cmd_health,
         "auth": _cmd_auth,
         "web": _cmd_web, "quarantine": _cmd_quarantine,
+        "keys": _cmd_keys,
     }
     return handlers[args.command](settings, args)
 
@@ -268,6 +277,7 @@ def _app(settings: Settings, *, migrate: bool = False) -> App:
     elif schema_version(app.db) != latest_schema_version():
         raise UsageError(f"the database {settings.database.url} is not at the latest schema; "
                          "run: mailbot migrate")
+    app.prepare_storage()
     return app
 
 
@@ -425,7 +435,8 @@ def _cases_show(app: App, args: argparse.Namespace) -> int:
         case = get_case(session, args.id.upper())
         if case is None:
             raise UsageError(f"no case {args.id!r}; `mailbot cases list` shows the ids")
-        detail = case_detail(session, case)
+        detail = case_detail(session, case, app.db.raw_store,
+                             app.settings.policy.max_message_bytes)
     if args.json:
         print(json.dumps(detail, indent=2))
         return EXIT_OK
@@ -439,6 +450,8 @@ def _cases_show(app: App, args: argparse.Namespace) -> int:
     for m in detail["messages"]:
         lines.append(f"  {m['date'] or '':<26} {m['direction']:<3} {m['kind']:<16} "
                      f"{m['from'] or '-'} -> {', '.join(m['to'])[:60]}  {m['message_id']}")
+        lines.append(f"    subject: {m['subject']}")
+        lines += [f"    | {line}" for line in m["text"].strip().splitlines()[:_SHOW_LINES]]
     lines += ["", f"events ({len(detail['events'])}):"]
     for e in detail["events"]:
         extra = " ".join(f"{k}={v}" for k, v in e["detail"].items() if v)
@@ -447,6 +460,9 @@ def _cases_show(app: App, args: argparse.Namespace) -> int:
     # ends of lines, and exactly one newline at the end, as a text tool expects.
     sys.stdout.write("".join(" ".join(line.splitlines()).rstrip() + "\n" for line in lines))
     return EXIT_OK
+
+
+_SHOW_LINES = 200  # of each message's text in `cases show` (all of it in --json)
 
 
 def _cases_change(app: App, args: argparse.Namespace) -> int:
@@ -499,6 +515,7 @@ def _cmd_deadlines(settings: Settings, args: argparse.Namespace) -> int:
     clock = FixedClock(args.now) if args.now else SystemClock()
     app = App(settings, clock=clock)
     migrate(app.db)
+    app.prepare_storage()
     try:
         queued = app.watch_deadlines()
         report = asyncio.run(app.drain_outbox(ignore_backoff=True))
@@ -528,6 +545,10 @@ def _cmd_web(settings: Settings, args: argparse.Namespace) -> int:
     from mailbot.web.commands import web_command
 
     return web_command(settings, args.listen)
+def _cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
+    from mailbot.crypto.commands import rotate
+
+    return rotate(settings, args)
 
 
 def _cmd_quarantine(settings: Settings, args: argparse.Namespace) -> int:

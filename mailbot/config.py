@@ -28,6 +28,14 @@ from mailbot.config_sections import (
     pgp_settings,
     securitytxt_settings,
 )
+from mailbot.config_storage import (
+    RETENTION_KEYS,
+    STORAGE_KEYS,
+    RetentionSettings,
+    StorageSettings,
+    read_retention,
+    read_storage,
+)
 from mailbot.errors import ConfigError
 from mailbot.oauth2.settings import OAUTH2_KEYS, OAuth2Settings, read_oauth2
 from mailbot.pgp.settings import read_team_keys
@@ -121,6 +129,7 @@ class PolicySettings:
     max_message_bytes: int = 26_214_400
     digest_time: time | None = None  # daily on-call digest; None = off
     receipt_max_age_hours: int = 72  # no receipt for a message older than this
+    subjects_in_notifications: bool = False  # reminders etc. name the report's subject
 
     @property
     def tz(self) -> ZoneInfo:
@@ -160,6 +169,8 @@ class Settings:
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     securitytxt: SecurityTxtSettings = field(default_factory=SecurityTxtSettings)
     pgp: PgpSettings = field(default_factory=PgpSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
     source: str = ""  # the file these settings came from, for messages
 
     @property
@@ -226,6 +237,7 @@ _KNOWN: dict[str, set[str]] = {
         "ack_business_days", "assessment_business_days", "at_risk_business_days",
         "business_hours", "receipts_per_sender_per_day", "receipts_per_hour",
         "max_message_bytes", "digest_time", "receipt_max_age_hours",
+        "subjects_in_notifications",
     },
     "oncall": {"addresses", "rotation", "rotation_start", "rotation_days"},
     "secrets": {"token_key", "token_key_env", "token_key_file"},
@@ -242,6 +254,8 @@ _KNOWN: dict[str, set[str]] = {
         "home", "key", "passphrase", "passphrase_env", "passphrase_file", "attach_public_key",
         "encrypt_to_reporters", "timeout_seconds", "max_key_bytes",
     },
+    "storage": set(STORAGE_KEYS),
+    "retention": set(RETENTION_KEYS),
 }
 
 
@@ -279,6 +293,8 @@ def settings_from_mapping(
         metrics=MetricsSettings(listen=listen_address(r, "metrics.listen")),
         securitytxt=securitytxt_settings(r),
         pgp=pgp_settings(r),
+        storage=read_storage(r, base),
+        retention=read_retention(r),
         source=source,
     )
 
@@ -417,6 +433,7 @@ def _policy(r: Reader) -> PolicySettings:
         max_message_bytes=r.integer("policy.max_message_bytes", 26_214_400, minimum=1024),
         digest_time=_clock_time("policy.digest_time", digest) if digest else None,
         receipt_max_age_hours=r.integer("policy.receipt_max_age_hours", 72, minimum=1),
+        subjects_in_notifications=r.boolean("policy.subjects_in_notifications", False),
     )
 
 

@@ -3,6 +3,7 @@
     MailbotError
     ├── ConfigError            a config key is missing or has a bad value (names the key)
     ├── UsageError             bad CLI input, an unknown case id, a transition that cannot apply
+    ├── StorageKeyError        the storage key is missing, malformed, or does not open the database
     ├── InstanceLockedError    another mailbot already serves this database or mailbox
     ├── TemporaryError         try again later; nothing is lost
     │   ├── MailboxUnavailable     IMAP connection, login or command failed
@@ -13,7 +14,8 @@
     │   ├── DatabaseUnavailable    the database could not be reached
     │   └── TokenUnavailable       no OAuth2 access token (names the [oauth2] key to look at)
     ├── PermanentError         retrying will not help
-    │   └── SmtpPermanentError     SMTP 5xx
+    │   ├── SmtpPermanentError     SMTP 5xx
+    │   └── IntegrityFailure       a stored value does not open (mailbot.sealing)
     └── LoginRefused           mixin: a server refused our credentials; a person must fix the
                                config key it names (retried slowly, so as not to lock the account)
 
@@ -43,6 +45,10 @@ class ConfigError(MailbotError):
 
 class UsageError(MailbotError):
     """The operator asked for something that cannot be done (bad argument, unknown case id)."""
+
+
+class StorageKeyError(MailbotError):
+    """The storage key is missing, unreadable, malformed, or not the one the database needs."""
 
 
 class InstanceLockedError(MailbotError):

@@ -20,6 +20,7 @@ from sqlalchemy.pool import NullPool
 from mailbot.cases.models import RawMessage
 from mailbot.errors import DatabaseUnavailable, InstanceLockedError
 from mailbot.resources import resource_dir
+from mailbot.sealing import NoSealer, Sealer, allocate_ids, bind_session_events, identity
 
 log = logging.getLogger("mailbot.store")
 
@@ -36,6 +37,8 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA busy_timeout=30000")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA synchronous=NORMAL")
+            # Content that is purged or re-sealed must not linger in free pages of the file.
+            cur.execute("PRAGMA secure_delete=ON")
             cur.close()
             # pysqlite's own transaction handling breaks SAVEPOINT; take it over (SQLAlchemy's
             # documented recipe) and start every transaction as a writer, so that two writers
@@ -60,12 +63,24 @@ def _pg_keepalives(url: str) -> dict[str, Any]:
 
 
 class Database:
-    """Sessions with one rule: a ``with db.session() as s`` block commits or rolls back whole."""
+    """Sessions with one rule: a ``with db.session() as s`` block commits or rolls back whole.
 
-    def __init__(self, url: str) -> None:
+    ``sealer`` keeps content secret at rest (``mailbot.sealing``); every session of this database
+    seals what it writes with it. Without one, reading or writing content raises: a database
+    opened for the schema or a lock never falls back to writing content in clear."""
+
+    def __init__(self, url: str, sealer: Sealer | None = None) -> None:
         self.url = url
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        bind_session_events(self._sessions)
+        self.use_sealer(sealer or NoSealer())
+
+    def use_sealer(self, sealer: Sealer) -> None:
+        """Seal with ``sealer`` from the next session on."""
+        self.sealer = sealer
+        self._sessions.kw["info"] = {"sealer": sealer}
+        self.raw_store = SealedRawStore(sealer)
 
     @property
     def is_sqlite(self) -> bool:
@@ -110,28 +125,66 @@ def _is_connection_error(exc: OperationalError) -> bool:
 
 
 class RawStore(Protocol):
-    """Where the bytes of every message are kept. Intake only ever calls ``put`` and ``get``, so
-    encryption at rest can be added by another implementation without touching intake."""
+    """Where the bytes of every message are kept. Intake only ever calls ``put`` and ``get``;
+    ``index_keys`` says what a content hash (the dedupe key) is stored as: keyed when the store
+    encrypts, so that the database cannot confirm a guessed report."""
 
     def put(self, session: Session, raw: bytes) -> int: ...
 
     def get(self, session: Session, raw_id: int) -> bytes: ...
 
+    def index_keys(self, digest: str) -> list[str]: ...
 
-_INSERT_RAW = insert(RawMessage).returning(RawMessage.id)
+
+_INSERT_RAW = insert(RawMessage)
+_RAW_TABLE = RawMessage.__table__
 
 
-class CompressedRawStore:
-    """zlib-compressed bytes in the ``raw_messages`` table."""
+class SealedRawStore:
+    """zlib-compressed, then sealed, bytes in the ``raw_messages`` table."""
 
     codec = "zlib"
+
+    def __init__(self, sealer: Sealer) -> None:
+        self.sealer = sealer
 
     def put(self, session: Session, raw: bytes) -> int:
         # A Core INSERT on the session's connection rather than an ORM object and a flush: a
         # third of the cost per message, and the session does not hold on to the compressed
-        # bytes until its batch commits.
+        # bytes until its batch commits. The id comes first: the sealed bytes are bound to it.
+        conn = session.connection()
+        (raw_id,) = allocate_ids(conn, _RAW_TABLE, 1)  # type: ignore[arg-type]
+        data = self.sealer.seal(zlib.compress(raw, 6), identity("raw_messages", "data", raw_id))
+        conn.execute(_INSERT_RAW, {"id": raw_id, "size": len(raw), "codec": self.codec,
+                                   "data": data})
+        return raw_id
+
+    def get(self, session: Session, raw_id: int) -> bytes:
+        row = session.get(RawMessage, raw_id)
+        if row is None:
+            raise KeyError(raw_id)
+        return self.open_row(raw_id, row.codec, row.data)
+
+    def open_row(self, raw_id: int, codec: str, data: bytes) -> bytes:
+        if codec != self.codec:
+            raise ValueError(f"raw message {raw_id} is stored as {codec!r}")
+        plain = self.sealer.open(bytes(data), identity("raw_messages", "data", raw_id))
+        return zlib.decompress(plain)
+
+    def index_keys(self, digest: str) -> list[str]:
+        return self.sealer.index_keys(digest)
+
+
+class CompressedRawStore:
+    """Raw messages as stored before encryption at rest (zlib, untagged): only for the
+    migrations that run before ``0005`` (sealed content) and read the bytes then."""
+
+    codec = "zlib"
+
+    def put(self, session: Session, raw: bytes) -> int:
         values = {"size": len(raw), "codec": self.codec, "data": zlib.compress(raw, 6)}
-        return int(session.connection().execute(_INSERT_RAW, values).scalar_one())
+        return int(session.connection().execute(
+            insert(RawMessage).returning(RawMessage.id), values).scalar_one())
 
     def get(self, session: Session, raw_id: int) -> bytes:
         row = session.get(RawMessage, raw_id)

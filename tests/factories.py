@@ -23,6 +23,8 @@ from mailbot.config import (
     SmtpSettings,
     TeamSettings,
 )
+from mailbot.config_storage import StorageSettings
+from mailbot.crypto.keys import new_key_text
 from mailbot.store import migrate
 
 _counter = itertools.count(1)
@@ -75,10 +77,21 @@ def settings(
         policy=dataclasses.replace(PolicySettings(timezone="Europe/Amsterdam"), **policy),
         oncall=OncallSettings(addresses=("oncall@team.example.test",)),
         secrets=SecretsSettings(token_key=b"test-token-key"),
+        storage=StorageSettings(key_file=str(storage_key(tmp_path))),
     )
+
+
+def storage_key(directory: Path, name: str = "storage.key") -> Path:
+    """A storage key file in ``directory`` (made once, then reused)."""
+    path = directory / name
+    if not path.exists():
+        path.write_text(new_key_text())
+        path.chmod(0o600)
+    return path
 
 
 def app(settings: Settings, clock: Clock | None = None) -> App:
     instance = App(settings, clock=clock)
     migrate(instance.db)
+    instance.prepare_storage()
     return instance

@@ -3,6 +3,11 @@
 Times are stored as timezone-aware UTC (``UtcDateTime``), so that SQLite and PostgreSQL give back
 the same values. The raw bytes of every message sit in ``raw_messages`` and are only ever read and
 written through ``mailbot.store.RawStore``.
+
+What a reporter wrote is *sealed* (``mailbot.sealing``): ``case.subject``, ``message.subject``,
+``message.details`` (attachment names among them) and ``outbox.data`` read and write as plain
+values, and are stored as ``<name>_stored`` bytes, encrypted when the database's sealer encrypts.
+Nothing may filter on them in SQL.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from mailbot.sealing import BYTES, JSON_DICT, TEXT, Sealed, SealedRow, install
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -57,7 +64,10 @@ class Base(DeclarativeBase):
         datetime: UtcDateTime, dict[str, Any]: JSON, list[str]: JSON}
 
 
-class Case(Base):
+install(Base)
+
+
+class Case(SealedRow, Base):
     __tablename__ = "cases"
     # The deadline watch asks "cases in this status, not yet reminded this far, whose running
     # deadline falls in this range": one index per deadline answers that without reading the
@@ -73,7 +83,9 @@ class Case(Base):
     status: Mapped[str] = mapped_column(String(20), index=True)
     reporter: Mapped[str] = mapped_column(String(320), index=True)  # address, "" if unknown
     reporter_name: Mapped[str] = mapped_column(String(200), default="")
-    subject: Mapped[str] = mapped_column(String(300), default="")
+    subject_stored: Mapped[bytes] = mapped_column("subject", LargeBinary)
+    subject = Sealed("subject_stored", TEXT)
+    __sealed__ = (subject,)
     flags: Mapped[list[str]] = mapped_column(default=list)
     mentioned_tag: Mapped[str] = mapped_column(String(40), default="")
     received_at: Mapped[datetime]
@@ -126,10 +138,10 @@ class RawMessage(Base):
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     size: Mapped[int]
     codec: Mapped[str] = mapped_column(String(20))  # how `data` is encoded, e.g. "zlib"
-    data: Mapped[bytes] = mapped_column(LargeBinary)
+    data: Mapped[bytes] = mapped_column(LargeBinary)  # sealed (mailbot.sealing) by the RawStore
 
 
-class Message(Base):
+class Message(SealedRow, Base):
     """One message on a case, inbound (from the mailbox) or outbound (from the outbox)."""
 
     __tablename__ = "messages"
@@ -142,13 +154,16 @@ class Message(Base):
     message_id: Mapped[str] = mapped_column(String(998), default="", index=True)
     from_addr: Mapped[str] = mapped_column(String(320), default="")
     to_addrs: Mapped[list[str]] = mapped_column(default=list)
-    subject: Mapped[str] = mapped_column(String(300), default="")
+    subject_stored: Mapped[bytes] = mapped_column("subject", LargeBinary)
+    subject = Sealed("subject_stored", TEXT)
     date: Mapped[datetime | None]  # the Date header
     received_at: Mapped[datetime]  # INTERNALDATE for inbound, enqueue time for outbound
     folder: Mapped[str] = mapped_column(String(200), default="")
     uid: Mapped[int | None] = mapped_column(BigInteger)
     flags: Mapped[list[str]] = mapped_column(default=list)
-    details: Mapped[dict[str, Any]] = mapped_column(default=dict)  # attachments, reasons
+    details_stored: Mapped[bytes] = mapped_column("details", LargeBinary)
+    details = Sealed("details_stored", JSON_DICT)  # attachments, reasons
+    __sealed__ = (subject, details)
     raw_id: Mapped[int | None] = mapped_column(ForeignKey("raw_messages.id"))
 
     case: Mapped[Case] = relationship(back_populates="messages", lazy="raise_on_sql")
@@ -170,7 +185,7 @@ class Event(Base):
     case: Mapped[Case] = relationship(back_populates="events", lazy="raise_on_sql")
 
 
-class Outbox(Base):
+class Outbox(SealedRow, Base):
     """A message waiting to be sent, written in the same transaction as its cause."""
 
     __tablename__ = "outbox"
@@ -187,7 +202,9 @@ class Outbox(Base):
     # The first recipient as mailbot.mail.addresses.sender_key folds it (no +tag, ...): what the
     # per-sender receipt limit counts by. The address mail goes to is in ``recipients``.
     first_recipient: Mapped[str] = mapped_column(String(320), index=True)
-    data: Mapped[bytes] = mapped_column(LargeBinary)
+    data_stored: Mapped[bytes] = mapped_column("data", LargeBinary)
+    data = Sealed("data_stored", BYTES)
+    __sealed__ = (data,)
     state: Mapped[str] = mapped_column(String(10), default="queued")  # queued|sent|failed
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime]

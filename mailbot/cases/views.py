@@ -9,6 +9,7 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from mailbot.cases.models import Case, Event, Message
+from mailbot.store import RawStore
 
 
 def case_summary(case: Case, message_count: int) -> dict[str, Any]:
@@ -38,15 +39,30 @@ def case_summary(case: Case, message_count: int) -> dict[str, Any]:
     }
 
 
-def case_detail(session: Session, case: Case) -> dict[str, Any]:
+def case_detail(session: Session, case: Case, raw_store: RawStore | None = None,
+                max_bytes: int = 26_214_400) -> dict[str, Any]:
+    """The case with its messages and events; with ``raw_store``, each message's ``text`` too
+    (read back from its stored bytes, for the operator, who holds the key)."""
     messages = list(session.scalars(
         select(Message).where(Message.case_id == case.id).order_by(Message.id)))
     events = list(session.scalars(
         select(Event).where(Event.case_id == case.id).order_by(Event.id)))
     out = case_summary(case, len(messages))
     out["messages"] = [message_view(m) for m in messages]
+    if raw_store is not None:
+        for view, m in zip(out["messages"], messages, strict=True):
+            view["text"] = message_text(session, raw_store, m, max_bytes)
     out["events"] = [event_view(e) for e in events]
     return out
+
+
+def message_text(session: Session, raw_store: RawStore, m: Message, max_bytes: int) -> str:
+    """The text of a stored message ("" for our own mail and purged messages)."""
+    from mailbot.mail.parse import parse_message
+
+    if m.raw_id is None:
+        return ""
+    return parse_message(raw_store.get(session, m.raw_id), max_bytes=max_bytes).text_body
 
 
 def message_view(m: Message) -> dict[str, Any]:

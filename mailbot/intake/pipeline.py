@@ -66,8 +66,10 @@ class Intake:
 
 
 def process(session: Session, fetched: FetchedMessage, intake: Intake) -> Outcome:
-    key = dedupe_key(fetched.raw)
-    seen = session.scalars(select(Message).where(Message.dedupe_key == key)).first()
+    # Stored keyed (when content is encrypted); during a key rotation under either key.
+    keys = intake.raw_store.index_keys(dedupe_key(fetched.raw))
+    key = keys[0]
+    seen = session.scalars(select(Message).where(Message.dedupe_key.in_(keys))).first()
     if seen is not None:
         log.debug("%s uid %d: seen before", fetched.folder, fetched.uid)
         _trust_sent_copy(session, seen, fetched, intake)

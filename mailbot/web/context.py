@@ -17,7 +17,7 @@ from mailbot.cases.models import AccessLog, Meta
 from mailbot.clock import Clock, SystemClock
 from mailbot.config import Settings
 from mailbot.deadlines.calendar import BusinessCalendar
-from mailbot.store import CompressedRawStore, Database, RawStore, make_engine
+from mailbot.store import Database, RawStore, make_engine
 from mailbot.web.access import Access
 
 audit_log = logging.getLogger("mailbot.web.audit")
@@ -56,11 +56,17 @@ class WebContext:
 
     @classmethod
     def build(cls, settings: Settings, *, clock: Clock | None = None) -> WebContext:
-        db = Database(settings.database.url)
+        from mailbot.crypto.provision import prepare, sealer_for
+        from mailbot.crypto.rotation import follow_rotation
+
+        db = Database(settings.database.url, sealer_for(settings, may_generate=False))
+        prepare(db)  # a wrong storage key is refused before anything is served
+        follow_rotation(db)
         key = settings.web.session_key or _stored_session_key(db)
         return cls(settings=settings, db=db,
-                   reads=sessionmaker(read_engine(settings.database.url), expire_on_commit=False),
-                   raw_store=CompressedRawStore(),
+                   reads=sessionmaker(read_engine(settings.database.url), expire_on_commit=False,
+                                      info={"sealer": db.sealer}),
+                   raw_store=db.raw_store,
                    calendar=BusinessCalendar.from_policy(settings.policy),
                    clock=clock or SystemClock(), access=Access(settings.web, key))
 

@@ -229,6 +229,8 @@ addresses = ["{TEAM_MEMBER}"]
 authserv_id = "mx.example.test"
 [policy]
 timezone = "Europe/Amsterdam"
+[storage]
+key_file = "{flow.app.settings.storage.key_file}"
 """
     )
 

@@ -35,7 +35,6 @@ from mailbot.cases.models import Case, Event, Message, Outbox
 from mailbot.clock import FixedClock
 from mailbot.mail.message import LOOP_HEADER
 from mailbot.mail.parse import parse_message
-from mailbot.store import CompressedRawStore
 from tests import factories
 from tests.servers import free_port
 from tests.servers.dovecot import ImapAccount, ImapTestServer
@@ -867,7 +866,7 @@ def test_html_and_script_in_a_report_are_kept_as_data_and_never_rendered(
     # Kept byte for byte, as data.
     with bot.db.session() as s:
         assert message.raw_id is not None
-        stored = CompressedRawStore().get(s, message.raw_id)
+        stored = bot.db.raw_store.get(s, message.raw_id)
     assert stored.endswith(HTML_REPORT)
     assert case.subject == f"<b>Stored XSS</b> {SCRIPT}"  # text, neither escaped nor stripped
     # The text a person reads is text: the tags are gone, nothing of the script ran or remains
@@ -1178,7 +1177,7 @@ def test_monster_message_becomes_a_case_in_budget_and_the_next_one_is_processed(
     with bot.db.session() as s:
         message = s.scalars(select(Message).where(Message.case_id == first.id)).first()
         assert message is not None and message.raw_id is not None
-        stored = CompressedRawStore().get(s, message.raw_id)
+        stored = bot.db.raw_store.get(s, message.raw_id)
     assert stored == served(imap_account)[0]  # kept byte for byte, as the server has it
     assert any(monster.defect in d for d in message.details["defects"]), message.details
     # The daemon went on: the next report got its case and its receipt.

@@ -1,0 +1,200 @@
+"""Reports stay secret at rest: what a reporter wrote never reaches the database file in clear."""
+
+from __future__ import annotations
+
+import base64
+import json
+import quopri
+import subprocess
+from email.message import EmailMessage
+from email.policy import SMTP
+from pathlib import Path
+
+import pytest
+
+from mailbot.cli import main
+from tests import factories
+from tests.integration.test_cli import write_config
+from tests.servers.postgres import PostgresServer
+
+SUBJECT_MARK = "Zqxsubjectmark7"
+BODY_MARK = "Zqxbodymark7"
+FILE_MARK = "Zqxfilemark7"
+MARKS = (SUBJECT_MARK, BODY_MARK, FILE_MARK)
+
+
+def report(n: int) -> bytes:
+    msg = EmailMessage()
+    msg["From"] = f"Rita Reporter <rita{n}@reporter.example>"
+    msg["To"] = "security@example.test"
+    msg["Subject"] = f"RCE in the upload form {SUBJECT_MARK}{n}"
+    msg["Date"] = "Mon, 23 Nov 2026 10:00:00 +0100"
+    msg["Message-ID"] = f"<marked-{n}@reporter.example>"
+    msg.set_content(f"Upload a .phtml file and it runs. {BODY_MARK}{n}\n")
+    msg.add_attachment(b"proof of concept\n", maintype="text", subtype="plain",
+                       filename=f"{FILE_MARK}{n}.txt")
+    return msg.as_bytes(policy=SMTP)
+
+
+def encodings(mark: str) -> list[bytes]:
+    """The mark as text, and as base64 or quoted-printable would carry it at any alignment."""
+    raw = mark.encode()
+    out = [raw, raw.lower(), quopri.encodestring(raw).strip(), mark.encode("utf-16-le")]
+    for pad in range(3):
+        encoded = base64.b64encode(b"\x00" * pad + raw)
+        out.append(encoded[4 if pad else 0:-4])  # the part that does not depend on neighbours
+    return [o for o in out if len(o) >= 6]
+
+
+def assert_no_marks(blob: bytes, where: str) -> None:
+    for mark in MARKS:
+        for form in encodings(mark):
+            assert form not in blob, f"{mark} found in {where} as {form!r}"
+
+
+@pytest.fixture
+def marked_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("TEST_IMAP_PASSWORD", "x")
+    for n in range(3):
+        (tmp_path / f"report{n}.eml").write_bytes(report(n))
+    return write_config(tmp_path)
+
+
+def ingest_marked(tmp_path: Path, config: Path) -> None:
+    files = [str(tmp_path / f"report{n}.eml") for n in range(3)]
+    assert main(["--config", str(config), "ingest", *files]) == 0
+
+
+def test_sqlite_file_holds_no_report_content_and_the_key_reads_it_back(
+    tmp_path: Path, marked_config: Path, capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ingest_marked(tmp_path, marked_config)
+    assert main(["--config", str(marked_config), "cases", "list"]) == 0
+    said = [r.message for r in caplog.records if "generated a storage key" in r.message]
+    assert len(said) == 1  # once, at the first command
+    key_file = tmp_path / "cli.db.key"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    files = sorted(tmp_path.glob("cli.db*"))
+    assert any(f.name == "cli.db" for f in files)
+    for f in files:
+        if f != key_file:
+            assert_no_marks(f.read_bytes(), f.name)
+    capsys.readouterr()
+    assert main(["--config", str(marked_config), "cases", "show", "SEC-2026-0001", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert SUBJECT_MARK + "0" in shown["subject"]
+    first = shown["messages"][0]
+    assert SUBJECT_MARK + "0" in first["subject"]
+    assert BODY_MARK + "0" in first["text"]
+    assert first["attachments"][0]["filename"] == f"{FILE_MARK}0.txt"
+    assert main(["--config", str(marked_config), "cases", "show", "SEC-2026-0002"]) == 0
+    text = capsys.readouterr().out
+    assert SUBJECT_MARK + "1" in text and BODY_MARK + "1" in text
+
+
+def test_another_key_is_refused_by_every_command_and_nothing_is_lost(
+    tmp_path: Path, marked_config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ingest_marked(tmp_path, marked_config)
+    key_file = tmp_path / "cli.db.key"
+    right = key_file.read_bytes()
+    from mailbot.crypto.keys import parse_key
+
+    right_id = parse_key(right.decode(), "test").id
+    other = factories.storage_key(tmp_path, "other.key")
+    config = marked_config.read_text() + f'[storage]\nkey_file = "{other}"\n'
+    marked_config.write_text(config)
+    capsys.readouterr()
+    for argv in (["cases", "list"], ["cases", "show", "SEC-2026-0001"], ["run", "--once"],
+                 ["cases", "ack", "SEC-2026-0001"]):
+        assert main(["--config", str(marked_config), *argv]) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1, err
+        assert right_id in err and "Traceback" not in err
+    marked_config.write_text(config.replace(str(other), str(key_file)))
+    assert main(["--config", str(marked_config), "cases", "list", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["status"] for r in rows] == ["new", "new", "new"]
+    assert all(SUBJECT_MARK in r["subject"] for r in rows)
+
+
+def test_a_database_without_its_key_is_refused(
+    tmp_path: Path, marked_config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ingest_marked(tmp_path, marked_config)
+    (tmp_path / "cli.db.key").rename(tmp_path / "elsewhere.key")
+    capsys.readouterr()
+    assert main(["--config", str(marked_config), "cases", "list"]) == 2
+    err = capsys.readouterr().err
+    assert "no storage key" in err and "Traceback" not in err
+    assert not (tmp_path / "cli.db.key").exists()  # never replaced by a fresh one
+
+
+def test_postgres_dump_holds_no_report_content(
+    tmp_path: Path, marked_config: Path, pg_url: str, postgres_server: PostgresServer,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    key = factories.storage_key(tmp_path)
+    marked_config.write_text(
+        marked_config.read_text().replace(f"sqlite:///{tmp_path / 'cli.db'}", pg_url)
+        + f'[storage]\nkey_file = "{key}"\n')
+    ingest_marked(tmp_path, marked_config)
+    database = pg_url.rsplit("/", 1)[1]
+    command = [str(postgres_server.bin_dir / "pg_dump"), "-h", "127.0.0.1",
+               "-p", str(postgres_server.port), "-U", "postgres", database]
+    dump = subprocess.run(command, capture_output=True, check=True, timeout=60).stdout
+    assert b"raw_messages" in dump and len(dump) > 10_000
+    assert_no_marks(dump, "pg_dump")
+    capsys.readouterr()
+    assert main(["--config", str(marked_config), "cases", "show", "SEC-2026-0003", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert BODY_MARK + "2" in shown["messages"][0]["text"]
+
+
+def test_a_database_written_in_clear_is_sealed_at_first_start(
+    tmp_path: Path, marked_config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An earlier version's database: the migration tags its values as clear, the first start
+    with a key seals them and rekeys the dedupe hashes; the same report again is no new case."""
+    import zlib
+
+    from alembic import command
+    from sqlalchemy import text
+
+    from mailbot.mail.parse import dedupe_key
+    from mailbot.store import Database, _alembic_config
+
+    db = Database(f"sqlite:///{tmp_path / 'cli.db'}")
+    with db.engine.begin() as conn:
+        command.upgrade(_alembic_config(conn), "0004")
+    raw = (tmp_path / "report0.eml").read_bytes()
+    with db.engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO cases (id, status, reporter, reporter_name, subject, flags, mentioned_tag,"
+            " received_at, created_at, updated_at, cve, reminder_rank) VALUES ('SEC-2026-0001',"
+            " 'new', 'rita0@reporter.example', '', :s, '[]', '', '2026-11-23 09:00:00',"
+            " '2026-11-23 09:00:00', '2026-11-23 09:00:00', '[]', 0)"), {"s": f"{SUBJECT_MARK}0"})
+        conn.execute(text("INSERT INTO case_counters VALUES ('SEC', 2026, 1)"))
+        conn.execute(text("INSERT INTO raw_messages (id, size, codec, data) VALUES (1, :n, 'zlib',"
+                          " :d)"), {"n": len(raw), "d": zlib.compress(raw)})
+        conn.execute(text(
+            "INSERT INTO messages (id, case_id, direction, kind, dedupe_key, message_id, from_addr,"
+            " to_addrs, subject, received_at, folder, flags, details, raw_id) VALUES (1,"
+            " 'SEC-2026-0001', 'in', 'report', :k, '<marked-0@reporter.example>',"
+            " 'rita0@reporter.example', '[]', :s, '2026-11-23 09:00:00', 'INBOX', '[]', :d, 1)"),
+            {"k": dedupe_key(raw), "s": f"{SUBJECT_MARK}0",
+             "d": json.dumps({"attachments": [{"filename": f"{FILE_MARK}0.txt"}]})})
+    db.dispose()
+
+    ingest_marked(tmp_path, marked_config)  # migrates, seals, then ingests report 0 again
+    out = capsys.readouterr().out
+    assert "1 duplicate" in out and "2 opened" in out, out
+    for f in tmp_path.glob("cli.db*"):
+        if f.suffix != ".key":
+            assert_no_marks(f.read_bytes(), f.name)
+    assert main(["--config", str(marked_config), "cases", "show", "SEC-2026-0001", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["subject"] == f"{SUBJECT_MARK}0"
+    assert shown["messages"][0]["attachments"][0]["filename"] == f"{FILE_MARK}0.txt"
+    assert BODY_MARK + "0" in shown["messages"][0]["text"]
