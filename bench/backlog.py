@@ -63,6 +63,17 @@ def run_backlog(
         log,
     )
     floors.append(worker({"job": "floor", **common}, log))
+    sink.clear()
+    clear = worker(
+        {
+            "job": "intake",
+            **common,
+            "smtp_port": sink.port,
+            "db_url": f"sqlite:///{workdir / f'backlog-{messages}-clear.db'}",
+            "encryption": "off",
+        },
+        log,
+    )
     floor = min(floors, key=lambda f: f["seconds"])
     return {
         "messages": messages,
@@ -72,6 +83,8 @@ def run_backlog(
         "floor": floor,
         "floor_runs_seconds": [f["seconds"] for f in floors],
         "mailbot": mine,
+        "mailbot_unencrypted": clear,
+        "sealing_cost": mine["seconds"] / clear["seconds"] - 1,
         "sink_received": sink.received,
         "ratio": mine["seconds"] / floor["seconds"],
         "read_ratio": mine["read_seconds"] / floor["seconds"],

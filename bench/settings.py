@@ -13,6 +13,7 @@ from mailbot.config import (
     SecretsSettings,
     Settings,
     SmtpSettings,
+    StorageSettings,
     TeamSettings,
 )
 
@@ -41,7 +42,8 @@ class Imap:
         return {"port": self.port, "username": self.username, "password": self.password}
 
 
-def bench_settings(imap: Imap, smtp_port: int, db_url: str, *, batch_size: int = 100) -> Settings:
+def bench_settings(imap: Imap, smtp_port: int, db_url: str, *, batch_size: int = 100,
+                   encryption: str = "aes-256-gcm") -> Settings:
     return Settings(
         mailbox=MailboxSettings(
             host=HOST,
@@ -64,6 +66,8 @@ def bench_settings(imap: Imap, smtp_port: int, db_url: str, *, batch_size: int =
                               receipts_per_hour=RECEIPT_LIMIT),
         oncall=OncallSettings(addresses=(ONCALL,)),
         secrets=SecretsSettings(token_key=TOKEN_KEY.encode()),
+        # SQLite: the key is generated beside the database, as on a first run.
+        storage=StorageSettings(encryption=encryption),
     )
 
 

@@ -84,9 +84,11 @@ def intake(spec: dict[str, Any]) -> dict[str, Any]:
         int(spec["smtp_port"]),
         spec["db_url"],
         batch_size=int(spec.get("batch_size", 100)),
+        encryption=str(spec.get("encryption", "aes-256-gcm")),
     )
     app = App(settings)
     migrate(app.db)
+    app.prepare_storage()
     _ = app.writer  # the token key and the template environment, as a running daemon has them
     profile = _profiler(spec.get("profile"))
     memory.reset_peak()

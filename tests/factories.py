@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import itertools
+import shutil
+import tempfile
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -79,6 +82,19 @@ def settings(
         secrets=SecretsSettings(token_key=b"test-token-key"),
         storage=StorageSettings(key_file=str(storage_key(tmp_path))),
     )
+
+
+_SHARED_KEYS: list[Path] = []
+
+
+def shared_storage() -> StorageSettings:
+    """Storage settings with one key for the whole test session (settings built without a
+    tmp_path, such as those of a PostgreSQL database shared by two instances)."""
+    if not _SHARED_KEYS:
+        directory = Path(tempfile.mkdtemp(prefix="mailbot-test-keys-"))
+        atexit.register(shutil.rmtree, directory, True)
+        _SHARED_KEYS.append(storage_key(directory))
+    return StorageSettings(key_file=str(_SHARED_KEYS[0]))
 
 
 def storage_key(directory: Path, name: str = "storage.key") -> Path:

@@ -62,10 +62,10 @@ class AesGcmSealer:
         return [k.id for k in self.keys]
 
     def seal(self, plain: bytes, identity: str) -> bytes:
+        key = self.keys[0]
         nonce = os.urandom(12)
-        kid = bytes.fromhex(self.key_id)
-        body = self._aead[self.key_id].encrypt(nonce, plain, _AAD_PREFIX + identity.encode())
-        return SEALED + kid + nonce + body
+        body = self._aead[key.id].encrypt(nonce, plain, _AAD_PREFIX + identity.encode())
+        return SEALED + bytes.fromhex(key.id) + nonce + body
 
     def open(self, stored: bytes, identity: str) -> bytes:
         if stored[:1] == CLEAR:

@@ -13,6 +13,7 @@ import hmac
 import os
 import secrets
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from mailbot.errors import StorageKeyError
@@ -25,7 +26,7 @@ class StorageKey:
     secret: bytes = field(repr=False)
     source: str = ""  # where it came from, for messages: a path or "$VAR"
 
-    @property
+    @cached_property
     def id(self) -> str:
         return key_id(self.secret)
 

@@ -18,8 +18,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, select
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import Engine
 
 from mailbot.cases.models import Meta
 from mailbot.config import Settings
@@ -92,11 +91,22 @@ def _finish(db: Database) -> None:
 
 
 def _handover_row(engine: Engine) -> tuple[str, bytes] | None:
+    # A plain read on a connection of its own, outside SQLAlchemy's transaction handling: this
+    # may run while the caller's session holds SQLite's write lock, and a new SQLAlchemy
+    # transaction there begins IMMEDIATE, which would wait for that very lock.
+    raw = engine.raw_connection()
     try:
-        with engine.connect() as conn:
-            value = conn.execute(select(Meta.value).where(Meta.key == HANDOVER)).scalar()
-    except DBAPIError:
+        cur = raw.cursor()
+        cur.execute(f"SELECT value FROM meta WHERE key = '{HANDOVER}'")
+        found = cur.fetchone()
+        cur.close()
+        raw.rollback()
+    except Exception as exc:  # the driver's own errors: no meta table yet, or no database
+        log.debug("no key handover to read: %s", exc)
         return None
+    finally:
+        raw.close()
+    value = found[0] if found else None
     if not value or ":" not in value:
         return None
     kid, _, sealed = value.partition(":")

@@ -43,6 +43,7 @@ from mailbot.deadlines.watch import (
     watch,
 )
 from mailbot.store import migrate
+from tests import factories
 from tests.servers.smtp_sink import SmtpSink
 
 AMS = ZoneInfo("Europe/Amsterdam")
@@ -85,6 +86,7 @@ def make_settings(
         policy=dataclasses.replace(PolicySettings(timezone="Europe/Amsterdam"), **policy),
         oncall=oncall,
         secrets=SecretsSettings(token_key=b"test-token-key"),
+        storage=factories.shared_storage(),
     )
 
 
