@@ -123,6 +123,8 @@ def write_config(
         "policy": {"timezone": "Europe/Amsterdam", "receipts_per_hour": 1_000_000},
         "oncall": {"addresses": [ONCALL]},
         "secrets": {"token_key_file": "token-key"},
+        # One key for every instance of the session: two instances share a PostgreSQL database.
+        "storage": {"key_file": factories.shared_storage().key_file},
     }
     if smtp.password:
         (directory / "smtp-password").write_text(smtp.password + "\n")
