@@ -61,8 +61,8 @@ class App:
                  transport: Transport | None = None) -> None:
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
+        from mailbot.crypto.handover import follow_rotation
         from mailbot.crypto.provision import sealer_for
-        from mailbot.crypto.rotation import follow_rotation
 
         self.db = Database(settings.database.url, sealer_for(settings))
         follow_rotation(self.db)
@@ -144,7 +144,7 @@ class App:
         if self._mailbox is not None and not self._mailbox.login_current():
             log.info("the IMAP session's access token is due for renewal; logging in again")
             self.close_mailbox()
-        from mailbot.crypto.rotation import learn_handover
+        from mailbot.crypto.handover import learn_handover
 
         learn_handover(self.db)
         if self._mailbox is None:

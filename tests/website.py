@@ -82,7 +82,7 @@ def hostile_report(canary: str) -> bytes:
 
 
 def write_config(path: Path, account: ImapAccount, sink: SmtpSink, db_url: str,
-                 **web: str) -> Path:
+                 key_file: str | None = None, **web: str) -> Path:
     extra = "".join(f"{k} = {v}\n" for k, v in web.items())
     path.write_text(f"""
 [mailbox]
@@ -100,6 +100,9 @@ from = "Security <security@example.test>"
 
 [database]
 url = "{db_url}"
+
+[storage]
+key_file = "{key_file or factories.storage_key(path.parent)}"
 
 [policy]
 timezone = "Europe/Amsterdam"

@@ -149,7 +149,7 @@ def prepare(db: Database) -> None:
         write_canary(db)
     elif canary is None:
         write_canary(db)
-    from mailbot.crypto.rotation import finish_handover
+    from mailbot.crypto.handover import finish_handover
 
     finish_handover(db)
 

@@ -145,5 +145,6 @@ def message_bytes(session: Session, m: Message, raw_store: RawStore) -> bytes | 
     if m.raw_id is not None:
         return raw_store.get(session, m.raw_id)
     if m.direction == "out" and m.message_id:
-        return session.scalar(select(Outbox.data).where(Outbox.message_id == m.message_id))
+        row = session.scalars(select(Outbox).where(Outbox.message_id == m.message_id)).first()
+        return row.data if row is not None else None  # sealed: opened by the model
     return None

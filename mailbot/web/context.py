@@ -56,8 +56,8 @@ class WebContext:
 
     @classmethod
     def build(cls, settings: Settings, *, clock: Clock | None = None) -> WebContext:
+        from mailbot.crypto.handover import follow_rotation
         from mailbot.crypto.provision import prepare, sealer_for
-        from mailbot.crypto.rotation import follow_rotation
 
         db = Database(settings.database.url, sealer_for(settings, may_generate=False))
         prepare(db)  # a wrong storage key is refused before anything is served

@@ -146,7 +146,7 @@ def test_a_daemon_on_the_old_key_keeps_working_through_a_rotation(
     assert len(subjects) == REPORTS and all("Zqxsubjectmark7" in s for s in subjects)
     extra = tmp_path / "extra.eml"
     extra.write_bytes(report(99))
-    from mailbot.crypto.rotation import learn_handover
+    from mailbot.crypto.handover import learn_handover
 
     learn_handover(daemon.db)  # what the daemon does at the start of each pass
     assert ingest(daemon.db, daemon.intake, read_messages([extra]), lambda: None) == {

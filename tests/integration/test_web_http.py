@@ -193,6 +193,7 @@ def test_a_trusted_proxy_header_logs_in_and_an_untrusted_one_does_not(
     for proxies, expected in (('["127.0.0.1"]', 200), ('["10.9.9.9"]', 401)):
         config = write_config(tmp_path / "proxy.toml", site.account, site.flow.sink,
                               site.flow.app.settings.database.url,
+                              key_file=site.flow.app.settings.storage.key_file,
                               trusted_header='"X-Forwarded-User"', trusted_proxies=proxies)
         web = start_web(config, site.account, tmp_path / "proxy.log")
         try:
