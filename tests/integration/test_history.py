@@ -219,7 +219,7 @@ def test_a_receipt_that_would_come_too_late_is_withheld_and_listed_in_the_digest
 
         assert digest_due(flow.app, _next_weekday_noon()) == 1
         with flow.app.db.session() as s:
-            data = s.scalars(select(Outbox.data).where(Outbox.kind == "digest")).one()
+            data = s.scalars(select(Outbox).where(Outbox.kind == "digest")).one().data
         body = message_from_bytes(data, policy=default).get_body(("plain",))
         assert body is not None
         text = str(body.get_content())
