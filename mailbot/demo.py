@@ -77,6 +77,7 @@ async def _demo(tmp: Path) -> int:
         clock = FixedClock(START)
         app = App(settings, clock=clock)
         migrate(app.db)
+        app.prepare_storage()
         now = clock.now()
         first_case = f"SEC-{now.astimezone(app.calendar.tz).year}-0001"
         _say(f"It is {_local(app, now)} (a fixed clock: the demo tells the same story every "
