@@ -86,7 +86,7 @@ def retry(db: Database, intake: Intake, entry_id: int) -> RetryResult:
         kept = session.get(RawMessage, raw_id)
         if kept is not None:  # the case keeps its own copy; the quarantine's goes
             session.delete(kept)
-        case_id = _case_of(session, fetched, outcome)
+        case_id = _case_of(session, fetched, outcome, intake)
         log.info("quarantined message %d retried: %s %s", entry_id, outcome.value, case_id)
         return RetryResult(outcome=outcome.value, case_id=case_id)
 
@@ -107,11 +107,14 @@ def _entry(session: Session, row: InboundFailure) -> Quarantined:
                        tries=row.attempts, error=row.last_error, since=row.updated_at, size=size)
 
 
-def _case_of(session: Session, fetched: FetchedMessage, outcome: Outcome) -> str | None:
+def _case_of(session: Session, fetched: FetchedMessage, outcome: Outcome,
+             intake: Intake) -> str | None:
     """The case the message is on now: just recorded, or recorded before (a duplicate)."""
     query = select(Message.case_id)
     if outcome is Outcome.DUPLICATE:
-        query = query.where(Message.dedupe_key == dedupe_key(fetched.raw))
+        # Stored keyed (encryption at rest): the keys the raw store would store it under.
+        keys = intake.raw_store.index_keys(dedupe_key(fetched.raw))
+        query = query.where(Message.dedupe_key.in_(keys))
     else:
         query = query.where(Message.direction == "in", Message.folder == fetched.folder,
                             Message.uid == fetched.uid)

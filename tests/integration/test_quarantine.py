@@ -32,7 +32,8 @@ def setup(tmp_path: Path, imap_account: ImapAccount, smtp_sink: SmtpSink,
                                   smtp_sink.smtp_settings())
     app = factories.app(settings)
     config = daemons.write_config(tmp_path, imap_account.mailbox_settings(),
-                                  smtp_sink.smtp_settings(), settings.database.url)
+                                  smtp_sink.smtp_settings(), settings.database.url,
+                                  extra={"storage": {"key_file": settings.storage.key_file}})
 
     def exploding_classify(msg: Any, folder: str, s: Any, **signed: Any) -> Any:
         if "poison" in msg.subject:
