@@ -16,7 +16,6 @@ from mailbot.app import App
 from mailbot.cases.models import Message
 from mailbot.intake.pipeline import reread
 from mailbot.pgp.settings import PgpSettings
-from mailbot.store import CompressedRawStore
 from tests import factories
 from tests.mailflow import Mailflow
 from tests.pgpkeys import Home
@@ -68,7 +67,7 @@ def encrypted_part(message: EmailMessage) -> bytes:
 
 def readable_text(app: App, message: Message) -> bytes:
     with app.db.session() as s:
-        return CompressedRawStore().get(s, message.details["readable_raw_id"])
+        return app.db.raw_store.get(s, message.details["readable_raw_id"])
 
 
 def test_encrypted_signed_report_with_key_opens_a_readable_case_and_gets_an_encrypted_receipt(
@@ -92,7 +91,7 @@ def test_encrypted_signed_report_with_key_opens_a_readable_case_and_gets_an_encr
     assert [k["result"] for k in pgp["keys"]] == ["recorded"]
     assert secret_text.replace("\n", "\r\n").encode() in readable_text(flow.app, report)
     with flow.app.db.session() as s:  # the raw bytes are kept exactly as they arrived
-        assert raw in CompressedRawStore().get(s, report.raw_id or 0)
+        assert raw in flow.app.db.raw_store.get(s, report.raw_id or 0)
 
     [receipt] = flow.mailed(1)
     assert receipt.message.get_content_type() == "multipart/encrypted"
