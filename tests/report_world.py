@@ -35,6 +35,7 @@ from mailbot.config import (
     TeamSettings,
 )
 from mailbot.config_sections import ReportSettings
+from mailbot.config_storage import StorageSettings
 from mailbot.intake.runner import process_alone
 from mailbot.mail.message import FetchedMessage
 from mailbot.store import migrate
@@ -206,6 +207,7 @@ def settings(tmp_path: Path, monthly_to: tuple[str, ...] = (),
         oncall=OncallSettings(addresses=("oncall@team.example.test",)),
         secrets=SecretsSettings(token_key=b"report-test-key"),
         report=ReportSettings(monthly_to=monthly_to),
+        storage=StorageSettings(key_file=str(factories.storage_key(tmp_path))),
     )
 
 

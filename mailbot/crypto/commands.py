@@ -12,8 +12,10 @@ from mailbot.errors import StorageKeyError, UsageError
 
 
 def add_parsers(sub: Any) -> None:
-    keys = sub.add_parser("keys", help="the storage key: make one, rotate onto a new one",
-                          description="Storage keys for encryption at rest (docs/encryption.md).")
+    keys = sub.add_parser("keys", help="the storage key, and reporters' OpenPGP keys",
+                          description="The storage key of encryption at rest (docs/encryption.md):"
+                                      " make one, rotate onto a new one; reporters' OpenPGP "
+                                      "keys: import, list.")
     ksub = keys.add_subparsers(dest="action", metavar="ACTION", required=True,
                                parser_class=type(keys))
     new = ksub.add_parser(

@@ -133,6 +133,8 @@ def prepare(db: Database) -> None:
     canary = read_canary(db.engine)
     if canary is not None:
         _check_canary(sealer, canary)
+    else:
+        _check_first_sealed(db.url, sealer)
     must_seal = sealer.encrypting and (unsealed_flag(db.engine)
                                        or (canary is not None and canary[:1] == CLEAR))
     if must_seal and isinstance(sealer, AesGcmSealer):
@@ -152,6 +154,52 @@ def prepare(db: Database) -> None:
     from mailbot.crypto.handover import finish_handover
 
     finish_handover(db)
+
+
+def _first_sealed_key(url: str) -> str | None:
+    """The key id of the first case's subject (a database written before it had a canary)."""
+    from mailbot.cases.models import Case
+
+    db = Database(url)
+    try:
+        with db.engine.connect() as conn:
+            stored = conn.execute(select(Case.subject_stored).limit(1)).scalar()
+    except DBAPIError:
+        return None
+    finally:
+        db.dispose()
+    return key_id_of(bytes(stored)) if stored is not None else None
+
+
+def _holds_sealed_values(url: str) -> bool:
+    return _first_sealed_key(url) is not None
+
+
+def _check_first_sealed(url: str, sealer: Sealer) -> None:
+    kid = _first_sealed_key(url)
+    if kid is not None and kid not in getattr(sealer, "key_ids", []):
+        raise StorageKeyError(f"the database is sealed with storage key {kid}, which is not "
+                              "the configured key; set [storage] key_file to that key")
+
+
+def reading_sealer(settings: Settings) -> Sealer:
+    """For a command that only reads: the configured sealer, checked against the database (a
+    wrong key is refused); where nothing is sealed yet and no key exists, one that opens what
+    is stored in clear. Never makes a key, never writes."""
+    db = Database(settings.database.url)
+    try:
+        canary = read_canary(db.engine)
+    finally:
+        db.dispose()
+    try:
+        sealer = sealer_for(settings, may_generate=False)
+    except StorageKeyError:
+        if canary is not None or _holds_sealed_values(settings.database.url):
+            raise
+        return ClearSealer()
+    if canary is not None:
+        _check_canary(sealer, canary)
+    return sealer
 
 
 def _check_canary(sealer: Sealer, canary: bytes) -> None:

@@ -61,7 +61,9 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     period = Period(args.since or default.since, args.until or default.until)
     if period.since > period.until:
         raise UsageError(f"--since {period.since} is after --until {period.until}")
-    db = Database(settings.database.url)
+    from mailbot.crypto.provision import reading_sealer
+
+    db = Database(settings.database.url, reading_sealer(settings))
     try:
         figures = build_figures(db, calendar, settings.policy, period, now)
     except (OperationalError, ProgrammingError) as exc:

@@ -83,8 +83,10 @@ def test_mail_read_over_imap_then_ingested_from_exports_opens_no_new_case(
         (tmp_path / "exports").mkdir()
         files = _exports(tmp_path / "exports", stored)
         outbox_before = _outbox_size(flow)
-        config = daemons.write_config(tmp_path, flow.app.settings.mailbox,
-                                      flow.app.settings.smtp, flow.app.settings.database.url)
+        config = daemons.write_config(
+            tmp_path, flow.app.settings.mailbox, flow.app.settings.smtp,
+            flow.app.settings.database.url,
+            extra={"storage": {"key_file": flow.app.settings.storage.key_file}})
 
         assert main(["--config", str(config), "ingest", *map(str, files)]) == 0
         assert capsys.readouterr().out.strip() == f"{len(stored) * 4} duplicate"  # 4 copies each
@@ -112,8 +114,10 @@ def test_ingest_imports_what_is_dated_before_the_first_start_and_answers_what_is
         # Dated after the first start (Date headers count whole seconds: a minute on, to be sure).
         recent.write_bytes(factories.message(subject="Lost while we were down",
                                              date=datetime.now(UTC) + timedelta(minutes=1)))
-        config = daemons.write_config(tmp_path, flow.app.settings.mailbox,
-                                      flow.app.settings.smtp, flow.app.settings.database.url)
+        config = daemons.write_config(
+            tmp_path, flow.app.settings.mailbox, flow.app.settings.smtp,
+            flow.app.settings.database.url,
+            extra={"storage": {"key_file": flow.app.settings.storage.key_file}})
 
         assert main(["--config", str(config), "ingest", str(old), str(recent)]) == 0
         assert capsys.readouterr().out.strip() == "2 opened"

@@ -211,7 +211,8 @@ def test_cli_writes_json_for_the_period(built: tuple[App, list[world.Story]], tm
         'password = "unused"\n'
         '[smtp]\nhost = "127.0.0.1"\nsecurity = "none"\nfrom = "s@example.test"\n'
         f'[database]\nurl = "{app.settings.database.url}"\n'
-        '[policy]\ntimezone = "Europe/Amsterdam"\nholidays = ["2026-04-27", "2026-05-14"]\n')
+        '[policy]\ntimezone = "Europe/Amsterdam"\nholidays = ["2026-04-27", "2026-05-14"]\n'
+        f'[storage]\nkey_file = "{app.settings.storage.key_file}"\n')
     out = tmp_path / "r.json"
     code = main(["--config", str(config), "report", "--since", "2026-06-01", "--until",
                  "2026-06-30", "--format", "json", "--out", str(out)])
