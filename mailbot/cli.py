@@ -138,11 +138,13 @@ def _register_packages(sub: Any) -> None:
     """Commands that live in their own packages; each sets ``handler`` on its parser."""
     from mailbot.pgp.cli import register as register_pgp
     from mailbot.report.cli import register as register_report
+    from mailbot.retention.cli import register as register_retention
     from mailbot.securitytxt.cli import register as register_securitytxt
 
     register_report(sub)
     register_securitytxt(sub)
     register_pgp(sub)
+    register_retention(sub)
 
 
 def _describe(parser: argparse.ArgumentParser, path: str = "") -> None:
@@ -243,6 +245,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 # case's mail from the mailbox. Every other command (run, check, any command not listed) reads
 # both. A new command that needs no server: add it here.
 NO_SERVER_SECRETS = frozenset({"cases", "health", "ingest", "migrate", "quarantine", "report",
+                               "retention",
                                "keys", "security-txt", "web"})
 SOME_SERVER_SECRETS: dict[tuple[str, str | None], frozenset[str]] = {
     ("deadlines", "check"): frozenset({"smtp"}),

@@ -31,6 +31,7 @@ log = logging.getLogger("mailbot.daemon")
 
 OUTBOX_SECONDS = 30
 DEADLINE_SECONDS = 60
+RETENTION_SECONDS = 24 * 3600  # the retention policy is applied once a day
 REPORT_SECONDS = 600  # how often the monthly report job looks whether its mail is due
 MAX_BACKOFF_SECONDS = 300
 
@@ -94,6 +95,9 @@ class Daemon:
         if settings.report.monthly_to:
             self.scheduler.add_job(self.report_job, "interval", seconds=REPORT_SECONDS,
                                    id="report", next_run_time=now)
+        if settings.retention.purge_closed_after_days > 0:
+            self.scheduler.add_job(self.retention_job, "interval", seconds=RETENTION_SECONDS,
+                                   id="retention", next_run_time=now)
         if settings.metrics.listen is None:
             return lambda: None
         from mailbot.metrics.server import start_metrics_server
@@ -114,6 +118,21 @@ class Daemon:
                 return
         if queued:
             self.wake("outbox")
+
+    async def retention_job(self) -> None:
+        """Once a day: purge the cases the retention policy says to (mailbot.retention)."""
+        from mailbot.cases.service import Actor
+        from mailbot.retention.purge import apply_retention
+
+        days = self.app.settings.retention.purge_closed_after_days
+        try:
+            purged = await asyncio.to_thread(apply_retention, self.app.db, days,
+                                             Actor("mailbot", "retention"), self.app.clock.now())
+        except TemporaryError as exc:
+            log.warning("retention pass failed: %s", _one_line(exc))
+            return
+        if purged:
+            log.info("retention: purged %d closed cases", len(purged))
 
     def wake(self, job_id: str) -> None:
         """Run ``job_id`` now, unless it is waiting out a backoff."""

@@ -204,6 +204,14 @@ def _count(n: int, unit: str) -> str:
     return f"{n} {unit}" if n == 1 else f"{n} {unit}s"
 
 
+def notification_subject(writer: Writer, case: Case) -> str:
+    """What mail to on-call says of a report's subject: nothing, unless the policy allows it
+    (``[policy] subjects_in_notifications``): a report's content stays out of mailboxes."""
+    if writer.settings.policy.subjects_in_notifications:
+        return case.subject
+    return f"(not in mail: mailbot cases show {case.id})"
+
+
 def reminder(
     writer: Writer,
     case: Case,
@@ -227,7 +235,7 @@ def reminder(
         context={
             "case_id": case.id,
             "status": case.status,
-            "subject": case.subject,
+            "subject": notification_subject(writer, case),
             "reporter": case.reporter,
             "reporter_name": case.reporter_name,
             "received_local": writer.local_time(case.received_at),
@@ -315,7 +323,7 @@ def _digest_row(
     return {
         "case_id": case.id,
         "status": case.status,
-        "subject": case.subject,
+        "subject": notification_subject(writer, case),
         "reporter": case.reporter,
         "reporter_name": case.reporter_name,
         "deadline_label": DEADLINE_LABELS[deadline.name] if deadline else "",
