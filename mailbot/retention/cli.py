@@ -34,7 +34,8 @@ def register(sub: Any) -> None:
         description="Every message as received, plus (json) the case record and its events, "
                     "for another system. The mbox opens in mutt or Thunderbird.")
     export.add_argument("id", help="the case id")
-    export.add_argument("--format", choices=("mbox", "json"), required=True)
+    export.add_argument("--format", choices=("mbox", "json"), required=True,
+                        help="mbox: the messages as received; json: the case and its events too")
     export.add_argument("--out", type=Path, metavar="FILE",
                         help="write here (mode 0600); default: stdout for json; mbox needs it")
     export.set_defaults(handler=export_command)

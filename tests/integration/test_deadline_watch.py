@@ -227,7 +227,8 @@ def test_reminder_and_escalation_say_what_on_call_needs(bot: App) -> None:
     assert "At risk" in reminder["Subject"] and "OVERDUE" in escalation["Subject"]
     body = text_of(reminder)
     assert "Rita Reporter <rita@reporter.example>" in body
-    assert "XSS in the login form" in body
+    # The report's subject stays out of mail to on-call ([policy] subjects_in_notifications).
+    assert "XSS in the login form" not in body and "not in mail" in body
     assert "Wednesday 11 November 2026, 23:59 CET" in body, "the due time in the team's zone"
     assert "13 hours 59 minutes left" in body
     assert f"mailbot cases show {case_id}" in body
