@@ -28,7 +28,7 @@ import httpx
 from bench.backlog import worker
 from bench.corpus import DEFAULT_CORPUS, REPO, Corpus, report
 from bench.servers import Mailboxes, Sink
-from bench.settings import TOKEN_KEY, Imap, bench_toml
+from bench.settings import TOKEN_KEY, Imap, bench_settings, bench_toml
 from mailbot.web.access import hash_password
 from tests.servers import free_port
 
@@ -69,6 +69,18 @@ class Board:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def _prepare(imap: Imap, smtp_port: int, db_url: str) -> None:
+    """The schema and the storage key, as the daemon's first start makes them: the case view
+    only ever opens a database that has both."""
+    from mailbot.app import App
+    from mailbot.store import migrate
+
+    app = App(bench_settings(imap, smtp_port, db_url))
+    migrate(app.db)
+    app.prepare_storage()
+    app.close()
 
 
 def start_web(config: Path, imap: Imap, log: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -112,10 +124,7 @@ def one_round(n: int, mailboxes: Mailboxes, sink: Sink, corpus: Corpus | None, m
 [web]
 users = [{{name = "{USER}", password_hash = "{hash_password(PASSWORD)}"}}]
 """)
-        subprocess.run([sys.executable, "-m", "mailbot", "--config", str(config), "migrate"],
-                       check=True, cwd=REPO, capture_output=True,
-                       env={**os.environ, "MAILBOT_BENCH_IMAP_PASSWORD": imap.password,
-                            "MAILBOT_BENCH_TOKEN_KEY": TOKEN_KEY})
+        _prepare(imap, sink.port, f"sqlite:///{db}")
         proc, url = start_web(config, imap, log)
         try:
             board = Board(url, interval)
