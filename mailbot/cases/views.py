@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from mailbot.cases.models import Case, Event, Message
+from mailbot.sealing import IntegrityFailure
 from mailbot.store import RawStore
+
+log = logging.getLogger("mailbot.cases")
+
+UNREADABLE = "(unreadable: failed its integrity check)"
+T = TypeVar("T")
+
+
+def opened(read: Callable[[], T], fallback: T, case_id: str, what: str) -> T:
+    """A sealed value, or ``fallback`` when it does not open: one damaged value is reported
+    (naming its case) and the rest of the case, and of the list, is still shown."""
+    try:
+        return read()
+    except IntegrityFailure as exc:
+        log.error("case %s: %s does not open: %s", case_id, what, exc)
+        return fallback
 
 
 def case_summary(case: Case, message_count: int) -> dict[str, Any]:
@@ -18,7 +36,7 @@ def case_summary(case: Case, message_count: int) -> dict[str, Any]:
         "status": case.status,
         "reporter": case.reporter,
         "reporter_name": case.reporter_name,
-        "subject": case.subject,
+        "subject": opened(lambda: case.subject, UNREADABLE, case.id, "the subject"),
         "received_at": _iso(case.received_at),
         "ack_due": _iso(case.ack_due),
         "acknowledged_at": _iso(case.acknowledged_at),
@@ -62,7 +80,12 @@ def message_text(session: Session, raw_store: RawStore, m: Message, max_bytes: i
 
     if m.raw_id is None:
         return ""
-    return parse_message(raw_store.get(session, m.raw_id), max_bytes=max_bytes).text_body
+    raw_id = m.raw_id
+    raw = opened(lambda: raw_store.get(session, raw_id), None, m.case_id,
+                 f"message {m.id}'s raw bytes")
+    if raw is None:
+        return UNREADABLE
+    return parse_message(raw, max_bytes=max_bytes).text_body
 
 
 def message_view(m: Message) -> dict[str, Any]:
@@ -74,9 +97,10 @@ def message_view(m: Message) -> dict[str, Any]:
         "message_id": m.message_id,
         "date": _iso(m.date or m.received_at),
         "received_at": _iso(m.received_at),
-        "subject": m.subject,
+        "subject": opened(lambda: m.subject, UNREADABLE, m.case_id, f"message {m.id}'s subject"),
         "flags": list(m.flags),
-        "attachments": m.details.get("attachments", []),
+        "attachments": opened(lambda: m.details.get("attachments", []), [], m.case_id,
+                              f"message {m.id}'s details"),
     }
 
 

@@ -198,3 +198,68 @@ def test_a_database_written_in_clear_is_sealed_at_first_start(
     assert shown["subject"] == f"{SUBJECT_MARK}0"
     assert shown["messages"][0]["attachments"][0]["filename"] == f"{FILE_MARK}0.txt"
     assert BODY_MARK + "0" in shown["messages"][0]["text"]
+
+
+def test_a_tampered_value_is_that_rows_failure_naming_its_case_and_the_rest_goes_on(
+    tmp_path: Path, marked_config: Path, capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import sqlite3
+
+    ingest_marked(tmp_path, marked_config)
+    with sqlite3.connect(tmp_path / "cli.db") as conn:
+        (subject,) = conn.execute("SELECT subject FROM cases WHERE id = 'SEC-2026-0002'").fetchone()
+        flipped = bytearray(subject)
+        flipped[-1] ^= 0x01
+        conn.execute("UPDATE cases SET subject = ? WHERE id = 'SEC-2026-0002'", (bytes(flipped),))
+        (first,) = conn.execute("SELECT subject FROM cases WHERE id = 'SEC-2026-0001'").fetchone()
+        # A ciphertext copied onto another row does not open there either.
+        conn.execute("UPDATE cases SET subject = ? WHERE id = 'SEC-2026-0003'", (first,))
+    capsys.readouterr()
+    assert main(["--config", str(marked_config), "cases", "list", "--json"]) == 0
+    rows = {r["id"]: r for r in json.loads(capsys.readouterr().out)}
+    assert SUBJECT_MARK + "0" in rows["SEC-2026-0001"]["subject"]
+    assert "integrity" in rows["SEC-2026-0002"]["subject"]
+    assert "integrity" in rows["SEC-2026-0003"]["subject"]
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert any("SEC-2026-0002" in e for e in errors) and any("SEC-2026-0003" in e for e in errors)
+    # Intake goes on: a new report still becomes a case.
+    (tmp_path / "new.eml").write_bytes(report(7))
+    assert main(["--config", str(marked_config), "ingest", str(tmp_path / "new.eml")]) == 0
+    assert "1 opened" in capsys.readouterr().out
+
+
+CORPUS = Path(__file__).resolve().parents[1] / "data" / "corpus"
+
+
+@pytest.mark.slow
+def test_no_log_line_carries_a_subject_a_body_or_an_attachment_name(tmp_path: Path) -> None:
+    """The whole corpus, each message marked in its subject, and the marked reports, through
+    ``mailbot --debug ingest``: the marks never reach stderr."""
+    import os
+    import re
+    import sys
+
+    files = []
+    for n in range(3):
+        (tmp_path / f"report{n}.eml").write_bytes(report(n))
+        files.append(tmp_path / f"report{n}.eml")
+    sources = sorted(p for p in CORPUS.rglob("*") if p.is_file() and p.parent != CORPUS
+                     and "LICENSES" not in p.parts)
+    for n, source in enumerate(sources):
+        marked = re.sub(rb"(?im)^subject:[ \t]*", f"Subject: {SUBJECT_MARK} ".encode(),
+                        source.read_bytes(), count=1)
+        path = tmp_path / f"corpus{n}.eml"
+        path.write_bytes(marked)
+        files.append(path)
+    config = write_config(tmp_path)
+    env = {**os.environ, "TEST_IMAP_PASSWORD": "x",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    done = subprocess.run([sys.executable, "-m", "mailbot", "--debug", "--config", str(config),
+                           "ingest", *map(str, files)], capture_output=True, env=env,
+                          timeout=600, check=False)
+    assert done.returncode in (0, 1), done.stderr[-2000:]
+    assert b"opened" in done.stdout
+    for mark in MARKS:
+        for form in encodings(mark):
+            assert form not in done.stderr, f"{mark} reached a log line"
