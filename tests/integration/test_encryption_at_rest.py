@@ -263,3 +263,53 @@ def test_no_log_line_carries_a_subject_a_body_or_an_attachment_name(tmp_path: Pa
     for mark in MARKS:
         for form in encodings(mark):
             assert form not in done.stderr, f"{mark} reached a log line"
+
+
+def test_check_says_where_the_key_is_and_warns_when_encryption_is_off(
+    tmp_path: Path, marked_config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ingest_marked(tmp_path, marked_config)
+    capsys.readouterr()
+    main(["--config", str(marked_config), "check"])  # the servers are not there: exit 1
+    out = capsys.readouterr().out
+    assert "storage: ok" in out
+    assert "storage: note: encrypted at rest (AES-256-GCM) with key" in out
+    assert str(tmp_path / "cli.db.key") in out
+
+    off = tmp_path / "off"
+    off.mkdir()
+    config = write_config(off, extra='[storage]\nencryption = "off"\n')
+    main(["--config", str(config), "check"])
+    assert 'encryption = "off": reports are stored in clear' in capsys.readouterr().out
+
+
+def test_rotation_on_postgresql_leaves_every_value_under_the_new_key(
+    tmp_path: Path, pg_url: str, capsys: pytest.CaptureFixture[str], marked_config: Path
+) -> None:
+    from sqlalchemy import select
+
+    from mailbot.config import load_settings
+    from mailbot.crypto.keys import read_key_file
+    from mailbot.crypto.reseal import SEALED_TABLES
+    from mailbot.crypto.rotation import rotate_storage
+    from mailbot.sealing import key_id_of
+    from mailbot.store import Database
+
+    old, new = factories.storage_key(tmp_path, "a.key"), factories.storage_key(tmp_path, "b.key")
+    marked_config.write_text(
+        marked_config.read_text().replace(f"sqlite:///{tmp_path / 'cli.db'}", pg_url)
+        + f'[storage]\nkey_file = "{old}"\n')
+    ingest_marked(tmp_path, marked_config)
+    report_ = rotate_storage(load_settings(marked_config), read_key_file(new), batch=2)
+    assert report_.resealed > 0 and report_.failed == 0
+    db = Database(pg_url)
+    with db.engine.connect() as conn:
+        kids = {key_id_of(bytes(v)) for spec in SEALED_TABLES
+                for row in conn.execute(select(*(spec.table.c[c] for c in spec.columns)))
+                for v in row}
+    db.dispose()
+    assert kids == {read_key_file(new).id}
+    marked_config.write_text(marked_config.read_text().replace(str(old), str(new)))
+    capsys.readouterr()
+    assert main(["--config", str(marked_config), "cases", "show", "SEC-2026-0001", "--json"]) == 0
+    assert BODY_MARK + "0" in json.loads(capsys.readouterr().out)["messages"][0]["text"]
