@@ -25,7 +25,8 @@ def register(sub: Any) -> None:
         description="Erase the content of a case and all its messages (raw bytes, subjects, "
                     "text, attachment names, the outbox copies of mail about it); keep the id, "
                     "dates, deadlines, status, severity, flags and events, and record who purged "
-                    "it. The mailbox's own copies are not touched.")
+                    "it. With [retention] purge_mailbox = true, also delete its messages from "
+                    "the IMAP folders mailbot reads (inbox and Sent).")
     purge.add_argument("id", help="the case id, e.g. SEC-2026-0042")
     purge.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     purge.set_defaults(handler=purge_command)
@@ -109,12 +110,16 @@ def purge_command(settings: Settings, args: argparse.Namespace) -> int:
             print("nothing purged")
             return 1
         result = purge(app.db, case_id, _actor(f"cases purge {case_id}"), app.clock.now())
+        removed = None
+        if settings.retention.purge_mailbox:
+            from mailbot.retention.mailbox import delete_from_mailbox
+
+            removed = delete_from_mailbox(settings.mailbox, app.credentials.imap,
+                                          [mid for _, mid in result.message_ids])
     finally:
         app.close()
-    print(f"{case_id}: purged ({result.messages} messages)")
-    if settings.retention.purge_mailbox:
-        print("note: retention.purge_mailbox is not implemented yet; the mailbox still holds "
-              "the case's messages", file=sys.stderr)
+    print(f"{case_id}: purged ({result.messages} messages"
+          + (f"; {removed} deleted from the mailbox" if removed is not None else "") + ")")
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import mailbox
@@ -12,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from mailbot.cli import main
+from mailbot.mail.imap import ImapMailbox
+from tests import daemons, factories
 from tests.integration.test_cli import write_config
 from tests.integration.test_encryption_at_rest import (
     BODY_MARK,
@@ -20,6 +23,8 @@ from tests.integration.test_encryption_at_rest import (
     encodings,
     report,
 )
+from tests.servers.dovecot import ImapAccount
+from tests.servers.smtp_sink import SmtpSink
 
 CASE = "SEC-2026-0001"
 
@@ -166,3 +171,32 @@ def test_export_hands_over_every_message_as_received(
     assert base64.b64decode(first["raw_base64"]) == raw
     assert BODY_MARK in first["text"]
     assert document["events"][0]["action"] == "opened"
+
+
+def test_purge_with_purge_mailbox_deletes_the_case_mail_from_the_folders(
+    tmp_path: Path, imap_account: ImapAccount, smtp_sink: SmtpSink,
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Dovecot holds the report (INBOX) and another report; purge deletes only the first."""
+    settings = factories.settings(tmp_path, imap_account.mailbox_settings(),
+                                  smtp_sink.smtp_settings())
+    app = factories.app(settings)
+    assert imap_account.server is not None
+    for n in range(2):
+        imap_account.server.deliver(imap_account, report(n).replace(
+            b"Mon, 23 Nov 2026 10:00:00 +0100", format_datetime(datetime.now(UTC)).encode()))
+    asyncio.run(app.run_once())
+    app.close()
+    config = daemons.write_config(
+        tmp_path, imap_account.mailbox_settings(), smtp_sink.smtp_settings(),
+        settings.database.url,
+        extra={"storage": {"key_file": settings.storage.key_file},
+               "retention": {"purge_mailbox": True}})
+    capsys.readouterr()
+    assert main(["--config", str(config), "cases", "purge", CASE, "--yes"]) == 0
+    assert "1 deleted from the mailbox" in capsys.readouterr().out
+    with ImapMailbox(imap_account.mailbox_settings()) as mailbox:
+        left = mailbox.fetch_uids("INBOX", mailbox.search_uids("INBOX"))
+    assert len(left) == 1
+    assert f"{SUBJECT_MARK}1".encode() in left[0].raw
+    assert not any(f"{SUBJECT_MARK}0".encode() in m.raw for m in left)
