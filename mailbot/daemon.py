@@ -95,7 +95,8 @@ class Daemon:
         if settings.report.monthly_to:
             self.scheduler.add_job(self.report_job, "interval", seconds=REPORT_SECONDS,
                                    id="report", next_run_time=now)
-        if settings.retention.purge_closed_after_days > 0:
+        retention = settings.retention
+        if retention.purge_closed_after_days > 0 or retention.mailbox_keep_days > 0:
             self.scheduler.add_job(self.retention_job, "interval", seconds=RETENTION_SECONDS,
                                    id="retention", next_run_time=now)
         if settings.metrics.listen is None:
@@ -120,14 +121,19 @@ class Daemon:
             self.wake("outbox")
 
     async def retention_job(self) -> None:
-        """Once a day: purge the cases the retention policy says to (mailbot.retention)."""
+        """Once a day: purge the cases the retention policy says to, and delete old processed
+        mail from the mailbox (mailbot.retention)."""
         from mailbot.cases.service import Actor
+        from mailbot.retention.mailbox import KeepDays
         from mailbot.retention.purge import apply_retention
 
-        days = self.app.settings.retention.purge_closed_after_days
+        retention, now = self.app.settings.retention, self.app.clock.now()
         try:
-            purged = await asyncio.to_thread(apply_retention, self.app.db, days,
-                                             Actor("mailbot", "retention"), self.app.clock.now())
+            purged = await asyncio.to_thread(apply_retention, self.app.db,
+                                             retention.purge_closed_after_days,
+                                             Actor("mailbot", "retention"), now)
+            keep = KeepDays(self.app.settings.mailbox, self.app.credentials.imap)
+            await asyncio.to_thread(keep.apply, self.app.db, retention.mailbox_keep_days, now)
         except TemporaryError as exc:
             log.warning("retention pass failed: %s", _one_line(exc))
             return

@@ -200,3 +200,26 @@ def test_purge_with_purge_mailbox_deletes_the_case_mail_from_the_folders(
     assert len(left) == 1
     assert f"{SUBJECT_MARK}1".encode() in left[0].raw
     assert not any(f"{SUBJECT_MARK}0".encode() in m.raw for m in left)
+
+
+def test_mailbox_keep_days_deletes_only_recorded_mail_older_than_that(
+    tmp_path: Path, imap_account: ImapAccount, smtp_sink: SmtpSink,
+) -> None:
+    from mailbot.retention.mailbox import KeepDays
+
+    settings = factories.settings(tmp_path, imap_account.mailbox_settings(),
+                                  smtp_sink.smtp_settings())
+    app = factories.app(settings)
+    assert imap_account.server is not None
+    for n in range(2):
+        imap_account.server.deliver(imap_account, report(n))
+    asyncio.run(app.run_once())  # both recorded as cases
+    imap_account.server.deliver(imap_account, report(2))  # arrived, not yet read
+    keep = KeepDays(settings.mailbox, app.credentials.imap)
+    assert keep.apply(app.db, 30, datetime.now(UTC)) == 0  # nothing is 30 days old
+    assert keep.apply(app.db, 30, datetime.now(UTC) + timedelta(days=32)) == 2
+    with ImapMailbox(imap_account.mailbox_settings()) as mailbox:
+        left = mailbox.fetch_uids("INBOX", mailbox.search_uids("INBOX"))
+    assert [f"{SUBJECT_MARK}2".encode() in m.raw for m in left] == [True]  # the unread one
+    asyncio.run(app.run_once())
+    app.close()
