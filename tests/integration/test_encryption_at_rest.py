@@ -37,9 +37,12 @@ def report(n: int) -> bytes:
 
 
 def encodings(mark: str) -> list[bytes]:
-    """The mark as text, and as base64 or quoted-printable would carry it at any alignment."""
+    """The mark as text, in hex, and as base64 or quoted-printable would carry it at any
+    alignment."""
     raw = mark.encode()
-    out = [raw, raw.lower(), quopri.encodestring(raw).strip(), mark.encode("utf-16-le")]
+    # hex: how pg_dump writes a bytea column
+    out = [raw, raw.lower(), quopri.encodestring(raw).strip(), mark.encode("utf-16-le"),
+           raw.hex().encode()]
     for pad in range(3):
         encoded = base64.b64encode(b"\x00" * pad + raw)
         out.append(encoded[4 if pad else 0:-4])  # the part that does not depend on neighbours

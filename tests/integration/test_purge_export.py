@@ -24,6 +24,7 @@ from tests.integration.test_encryption_at_rest import (
     report,
 )
 from tests.servers.dovecot import ImapAccount
+from tests.servers.postgres import PostgresServer
 from tests.servers.smtp_sink import SmtpSink
 
 CASE = "SEC-2026-0001"
@@ -223,3 +224,32 @@ def test_mailbox_keep_days_deletes_only_recorded_mail_older_than_that(
     assert [f"{SUBJECT_MARK}2".encode() in m.raw for m in left] == [True]  # the unread one
     asyncio.run(app.run_once())
     app.close()
+
+
+def test_purge_on_postgresql_leaves_no_mark_in_a_dump(
+    tmp_path: Path, pg_url: str, postgres_server: PostgresServer,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    import subprocess
+
+    monkeypatch.setenv("TEST_IMAP_PASSWORD", "x")
+    config = write_config(tmp_path, extra='[storage]\nencryption = "off"\n')
+    config.write_text(config.read_text().replace(f"sqlite:///{tmp_path / 'cli.db'}", pg_url))
+    files = []
+    for n in range(2):
+        (tmp_path / f"r{n}.eml").write_bytes(report(n))
+        files.append(str(tmp_path / f"r{n}.eml"))
+    assert main(["--config", str(config), "ingest", *files]) == 0
+
+    def dump() -> bytes:
+        command = [str(postgres_server.bin_dir / "pg_dump"), "-h", "127.0.0.1",
+                   "-p", str(postgres_server.port), "-U", "postgres", pg_url.rsplit("/", 1)[1]]
+        return subprocess.run(command, capture_output=True, check=True, timeout=60).stdout
+
+    before = dump()
+    assert all(any(f in before for f in encodings(m)) for m in visible(0))  # in clear before
+    assert main(["--config", str(config), "cases", "purge", CASE, "--yes"]) == 0
+    after = dump()
+    for mark in marks(0):
+        assert not any(form in after for form in encodings(mark)), mark
+    assert all(any(f in after for f in encodings(m)) for m in visible(1))
