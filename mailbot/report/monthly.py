@@ -9,6 +9,7 @@ by the database and skips it.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from datetime import date, datetime, timedelta
 from email import message_from_bytes
@@ -79,6 +80,10 @@ def monthly_report_due(app: App, now: datetime) -> int:
     from mailbot.report.service import build_figures
 
     figures = build_figures(app.db, app.calendar, app.settings.policy, period, now)
+    if not app.settings.policy.subjects_in_notifications:
+        # Mail carries no report's subject ([policy] subjects_in_notifications).
+        figures = dataclasses.replace(figures, at_risk=[
+            dataclasses.replace(a, subject="") for a in figures.at_risk])
     mail = report_mail(app.writer, figures, recipients=recipients, message_id=message_id,
                        now=now)
     with app.db.session() as session:
