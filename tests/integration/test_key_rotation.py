@@ -76,6 +76,7 @@ def kill_during_rotation(config: Path, new: Path, seed: int) -> None:
     proc.wait(timeout=30)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_rotation_killed_at_random_points_resumes_and_loses_nothing(
     filled: tuple[Path, Path], tmp_path: Path, seed: int, capsys: pytest.CaptureFixture[str],
