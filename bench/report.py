@@ -35,6 +35,7 @@ from bench.settings import Imap, bench_settings, bench_toml
 from mailbot.app import App
 from mailbot.cases.models import Case
 from mailbot.report.service import build_figures, last_months
+from mailbot.sealing import identity
 from mailbot.store import migrate
 
 RUNS = 3
@@ -76,6 +77,7 @@ def _fill(url: str, count: int, seed: int) -> dict[str, int]:
     rng = random.Random(seed)
     try:
         migrate(app.db)
+        app.prepare_storage()
         calendar = app.calendar
         now = bench_now(calendar)
         period = last_months(calendar.local_date(now))
@@ -85,6 +87,9 @@ def _fill(url: str, count: int, seed: int) -> dict[str, int]:
         for i in range(count):
             received = start + span * (i + rng.random()) / count
             rows.append(_case(calendar, f"SEC-{received.year}-{i:06d}", received, now, rng))
+        for row in rows:  # stored as intake stores it: sealed, bound to its row
+            row["subject"] = app.db.sealer.seal(row["subject"].encode(),
+                                                identity("cases", "subject", row["id"]))
         with app.db.engine.begin() as conn:
             conn.exec_driver_sql("PRAGMA cache_size=-262144")
             for chunk in _chunks(rows):

@@ -17,12 +17,15 @@ Measured, at a fixed instant inside business hours:
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 import statistics
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from datetime import time as clock_time
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, insert, select
@@ -32,6 +35,7 @@ from mailbot.app import App
 from mailbot.cases import vocabulary
 from mailbot.cases.models import Case, Message, Outbox, Reminder
 from mailbot.cases.views import list_cases
+from mailbot.crypto.keys import write_key_file
 from mailbot.deadlines.calendar import BusinessCalendar
 from mailbot.deadlines.watch import (
     ACK,
@@ -42,6 +46,7 @@ from mailbot.deadlines.watch import (
     stage_at,
     watch,
 )
+from mailbot.sealing import Sealer, identity
 from mailbot.store import migrate
 
 YEARS = 4
@@ -59,10 +64,14 @@ def bench_now(calendar: BusinessCalendar) -> datetime:
 
 
 def run_scale(db_url: str, cases: int, *, seed: int = 1) -> dict[str, Any]:
-    settings = bench_settings(Imap(0, "bench@example.test", ""), 0, db_url)
+    key_file = ""
+    if not db_url.startswith("sqlite"):  # PostgreSQL needs a configured storage key
+        key_file = str(write_key_file(Path(tempfile.mkdtemp(prefix="bench-key-")) / "key").source)
+    settings = bench_settings(Imap(0, "bench@example.test", ""), 0, db_url, key_file=key_file)
     app = App(settings)
     try:
         migrate(app.db)
+        app.prepare_storage()
         now = bench_now(app.calendar)
         started = time.perf_counter()
         shape = populate(app, cases, now, random.Random(seed))
@@ -147,6 +156,7 @@ def populate(app: App, count: int, now: datetime, rng: random.Random) -> dict[st
                     )
         cases.append(case)
         messages.extend(_messages(case, i))
+    _seal(app.db.sealer, cases, messages)
     with app.db.engine.begin() as conn:
         if app.db.is_sqlite:  # room for the indexes in memory: the fill is setup, not measured
             conn.exec_driver_sql("PRAGMA cache_size=-262144")
@@ -165,6 +175,20 @@ def populate(app: App, count: int, now: datetime, rng: random.Random) -> dict[st
         "fresh_at_risk": fresh,
         "outbox_rows": int(outbox or 0),
     }
+
+
+def _seal(sealer: Sealer, cases: list[dict[str, Any]], messages: list[dict[str, Any]]) -> None:
+    """Store content as intake does: sealed, each value bound to its row (so messages get their
+    ids here)."""
+    for case in cases:
+        case["subject"] = sealer.seal(case["subject"].encode(),
+                                      identity("cases", "subject", case["id"]))
+    for n, message in enumerate(messages, 1):
+        message["id"] = n
+        message["subject"] = sealer.seal(message["subject"].encode(),
+                                         identity("messages", "subject", n))
+        message["details"] = sealer.seal(json.dumps(message["details"]).encode(),
+                                         identity("messages", "details", n))
 
 
 def _chunks(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:

@@ -43,7 +43,7 @@ class Imap:
 
 
 def bench_settings(imap: Imap, smtp_port: int, db_url: str, *, batch_size: int = 100,
-                   encryption: str = "aes-256-gcm") -> Settings:
+                   encryption: str = "aes-256-gcm", key_file: str = "") -> Settings:
     return Settings(
         mailbox=MailboxSettings(
             host=HOST,
@@ -66,8 +66,8 @@ def bench_settings(imap: Imap, smtp_port: int, db_url: str, *, batch_size: int =
                               receipts_per_hour=RECEIPT_LIMIT),
         oncall=OncallSettings(addresses=(ONCALL,)),
         secrets=SecretsSettings(token_key=TOKEN_KEY.encode()),
-        # SQLite: the key is generated beside the database, as on a first run.
-        storage=StorageSettings(encryption=encryption),
+        # No key_file on SQLite: the key is generated beside the database, as on a first run.
+        storage=StorageSettings(encryption=encryption, key_file=key_file),
     )
 
 
