@@ -190,11 +190,6 @@ class App:
         outbox = await self.drain_outbox(ignore_backoff=True)
         return CycleReport(intake=intake, outbox=outbox, reminders=reminders)
 
-    async def run_forever(self, stop: asyncio.Event) -> None:
-        from mailbot.daemon import Daemon
-
-        await Daemon(self).run(stop)
-
     def beat(self) -> None:
         """Record that this host's daemon is alive (read by ``mailbot health``)."""
         with self.db.session() as session:

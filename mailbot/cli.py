@@ -291,6 +291,7 @@ def _cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     import asyncio
     import signal
 
+    from mailbot.daemon import Daemon
     from mailbot.store import Database, acquire_instance_lock
 
     if args.dry_run:
@@ -315,7 +316,7 @@ def _cmd_run(settings: Settings, args: argparse.Namespace) -> int:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop.set)
-            await app.run_forever(stop)
+            await Daemon(app).run(stop)
 
         web = None
         if args.web:

@@ -25,7 +25,7 @@ from mailbot.outbox import OutgoingMail
 from mailbot.templates import render
 
 if TYPE_CHECKING:
-    from mailbot.deadlines.watch import Deadline, DigestEntry
+    from mailbot.deadlines.entries import Deadline, DigestEntry
 
 
 @dataclass(frozen=True)

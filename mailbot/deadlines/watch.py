@@ -31,7 +31,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy import case as sql_case
@@ -40,14 +40,13 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from mailbot.cases import vocabulary
 from mailbot.cases.models import Case, Event, Message, Outbox, Reminder, flagged
-from mailbot.config import PolicySettings
+from mailbot.config import PolicySettings, Settings
 from mailbot.deadlines.calendar import BusinessCalendar
+from mailbot.deadlines.entries import Deadline, DigestEntry
 from mailbot.deadlines.oncall import people_to_tell
 from mailbot.outbox import OutgoingMail, enqueue
-from mailbot.outgoing import digest, digest_message_id, reminder
-
-if TYPE_CHECKING:
-    from mailbot.app import App
+from mailbot.outgoing import Writer, digest, digest_message_id, reminder
+from mailbot.store import Database
 
 __all__ = [
     "ACK",
@@ -87,14 +86,6 @@ _RUNNING: tuple[tuple[str, str, InstrumentedAttribute[datetime | None]], ...] = 
 )
 # A digest lists this many cases at most; the rest are counted.
 DIGEST_LIMIT = 200
-
-
-@dataclass(frozen=True)
-class Deadline:
-    """The promise a case is running: ``ack``, ``assessment`` or ``resolution``, and when."""
-
-    name: str
-    due: datetime
 
 
 # ---------------------------------------------------------------------------------------------
@@ -265,12 +256,25 @@ def at_risk_filter(
 # ---------------------------------------------------------------------------------------------
 # The watch
 
+
+class Running(Protocol):
+    """What the watch needs of a running mailbot (the app has it; the watch never imports it)."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def calendar(self) -> BusinessCalendar: ...
+    @property
+    def db(self) -> Database: ...
+    @property
+    def writer(self) -> Writer: ...
+
 # Reminders committed per transaction: a backlog (the first run over an imported archive) never
 # holds one long transaction, and the outbox can start sending while the watch goes on.
 BATCH_SIZE = 100
 
 
-def watch(app: App, now: datetime) -> int:
+def watch(app: Running, now: datetime) -> int:
     """Queue the reminders and escalations due at ``now``; return how many were queued."""
     calendar, settings = app.calendar, app.settings
     stages = [s for s in (OVERDUE, AT_RISK) if reminder_may_go(s, now, calendar)]
@@ -300,7 +304,7 @@ def watch(app: App, now: datetime) -> int:
 
 
 def _queue_reminder(
-    app: App, session: Session, candidate: _Candidate, recipients: list[str], now: datetime
+    app: Running, session: Session, candidate: _Candidate, recipients: list[str], now: datetime
 ) -> bool:
     case_, deadline, stage = candidate.case, candidate.deadline, candidate.stage
     try:
@@ -372,16 +376,7 @@ def _report_message_id(session: Session, case_id: str) -> str | None:
 # The daily digest
 
 
-@dataclass(frozen=True)
-class DigestEntry:
-    """One open case in the digest, with the deadline it is running (if any) and its stage."""
-
-    case: Case
-    deadline: Deadline | None
-    stage: str | None
-
-
-def digest_due(app: App, now: datetime) -> int:
+def digest_due(app: Running, now: datetime) -> int:
     """Queue today's digest to on-call if it is time and none went yet; return 1 or 0.
 
     One digest per local business day, from ``policy.digest_time`` on (so a daemon that was down

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 from mailbot.app import App
 from mailbot.cases.models import Case, InboundFailure, MailboxCursor, Outbox
 from mailbot.clock import FixedClock
+from mailbot.daemon import Daemon
 from mailbot.errors import DatabaseUnavailable, MailboxUnavailable
 from mailbot.intake import pipeline, runner
 from mailbot.intake.pipeline import Intake, Outcome
@@ -229,7 +230,7 @@ def run_daemon_until(app: App, condition: Callable[[], bool], timeout: float = 3
 
     async def main() -> None:
         stop = asyncio.Event()
-        task = asyncio.create_task(app.run_forever(stop))
+        task = asyncio.create_task(Daemon(app).run(stop))
         deadline = asyncio.get_running_loop().time() + timeout
         try:
             # In a thread, as the daemon's own database work is: a blocking call on the loop

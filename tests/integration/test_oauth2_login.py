@@ -21,6 +21,7 @@ import pytest
 from mailbot.app import idle_watch
 from mailbot.clock import FixedClock
 from mailbot.config import MailboxSettings, SmtpSettings
+from mailbot.daemon import Daemon
 from mailbot.errors import MailboxUnavailable, SmtpTemporaryError
 from mailbot.mail.credentials import Login, sasl_initial_response
 from mailbot.mail.imap import ImapMailbox
@@ -273,7 +274,7 @@ def test_a_provider_outage_is_one_line_then_backoff_and_the_daemon_recovers(
     failures_seen = threading.Event()
 
     async def daemon() -> None:
-        task = asyncio.create_task(app.run_forever(stop))
+        task = asyncio.create_task(Daemon(app).run(stop))
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not done.is_set():
             if any("oauth2.token_url" in r.getMessage() for r in caplog.records):
