@@ -110,6 +110,17 @@ def test_the_teams_own_note_above_a_forward_still_commands(flow: Mailflow) -> No
 
 
 def test_a_far_future_date_still_makes_a_case_with_receipt_and_deadline(flow: Mailflow) -> None:
+    far_future_date_makes_a_case(flow)
+
+
+def test_a_far_future_date_still_makes_a_case_on_postgresql(
+    tmp_path: Path, imap_account: ImapAccount, smtp_sink: SmtpSink, pg_url: str
+) -> None:
+    with flow_with(tmp_path, imap_account, smtp_sink, database_url=pg_url) as flow:
+        far_future_date_makes_a_case(flow)
+
+
+def far_future_date_makes_a_case(flow: Mailflow) -> None:
     report = raw([("From", f"Rita <{REPORTER}>"), ("To", SECURITY), ("Subject", "XSS"),
                   ("Date", FAR_FUTURE)])
     flow.deliver(report)
@@ -133,6 +144,17 @@ def test_a_far_future_date_still_makes_a_case_with_receipt_and_deadline(flow: Ma
 def test_an_absurd_command_argument_is_a_recorded_refusal_not_a_lost_message(
     flow: Mailflow,
 ) -> None:
+    absurd_argument_is_refused(flow)
+
+
+def test_an_absurd_command_argument_is_a_recorded_refusal_on_postgresql(
+    tmp_path: Path, imap_account: ImapAccount, smtp_sink: SmtpSink, pg_url: str
+) -> None:
+    with flow_with(tmp_path, imap_account, smtp_sink, database_url=pg_url) as flow:
+        absurd_argument_is_refused(flow)
+
+
+def absurd_argument_is_refused(flow: Mailflow) -> None:
     case, report_id = flow.open_report()
     reply_id = new_message_id("team.example.test")
     body = "/assess severity=high target=9999-12-31\n/cve CVE-2026-12345\n\nThanks.\n"
@@ -179,7 +201,9 @@ def flow_with(
     tmp_path: Path, imap_account: ImapAccount, smtp_sink: SmtpSink, **changes: Any
 ) -> Iterator[Mailflow]:
     settings = factories.settings(tmp_path, imap_account.mailbox_settings(),
-                                  smtp_sink.smtp_settings(), **changes.pop("policy", {}))
+                                  smtp_sink.smtp_settings(),
+                                  database_url=changes.pop("database_url", None),
+                                  **changes.pop("policy", {}))
     app = factories.app(dataclasses.replace(settings, **changes))
     try:
         yield Mailflow(app, imap_account, smtp_sink)
