@@ -92,7 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
     cve.add_argument("cve", help="such as CVE-2026-12345")
     credit = csub.add_parser("credit", help="record how the reporter wishes to be credited")
     credit.add_argument("id", help=CASE_ID_HELP)
-    credit.add_argument("name", help='the name to credit, such as "Jane Doe"')
+    credit.add_argument("name", help='the name to credit, such as "Jane Doe, Example Org"; '
+                        '"none" records that the reporter wishes no credit')
+    disclose = csub.add_parser("disclose", help="record the agreed disclosure (embargo) date")
+    disclose.add_argument("id", help=CASE_ID_HELP)
+    disclose.add_argument("date", metavar="YYYY-MM-DD|none", help="the date, or none to clear it")
 
     dl = sub.add_parser("deadlines", help="the deadline watch")
     dsub = dl.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=_Parser)
@@ -447,7 +451,8 @@ def _cases_show(app: App, args: argparse.Namespace) -> int:
     lines = [f"{detail['id']}  {detail['status']}  {', '.join(detail['flags'])}"]
     for key in ("reporter", "subject", "received_at", "ack_due", "acknowledged_at",
                 "assessment_due", "assessed_at", "severity", "target_date", "close_reason",
-                "duplicate_of", "cve", "credit", "mentioned_tag"):
+                "duplicate_of", "cve", "credit", "credit_consent", "disclosure_date",
+                "mentioned_tag"):
         if detail.get(key):
             lines.append(f"  {key:<16} {detail[key]}")
     lines += ["", f"messages ({len(detail['messages'])}):"]
@@ -472,6 +477,7 @@ _SHOW_LINES = 200  # of each message's text in `cases show` (all of it in --json
 def _cases_change(app: App, args: argparse.Namespace) -> int:
     from mailbot.cases import service
     from mailbot.cases.commands import Command, apply_command
+    from mailbot.deadlines.clocks import update_clock
 
     words: tuple[str, ...] = ()
     if args.action == "assess":
@@ -486,6 +492,8 @@ def _cases_change(app: App, args: argparse.Namespace) -> int:
         words = (args.cve,)
     elif args.action == "credit":
         words = (args.name,)
+    elif args.action == "disclose":
+        words = (args.date,)
     command = Command(args.action, words, " ".join(("/" + args.action, *words)))
     # The source names the call, so the audit trail shows what the operator asked for.
     call = " ".join(("cases", args.action, args.id.upper(), *words))
@@ -500,7 +508,8 @@ def _cases_change(app: App, args: argparse.Namespace) -> int:
             apply_command(session, case, command, actor, now,
                           assessment_due_after=lambda at: app.calendar.add_business_days(
                               at, policy.assessment_business_days),
-                          end_of_day=app.calendar.end_of_day)
+                          end_of_day=app.calendar.end_of_day,
+                          update_due_after=update_clock(app.calendar, policy))
         except service.TransitionRefused as exc:
             raise UsageError(str(exc)) from None
         service.record(session, case, actor, "command", {"command": command.line}, now)

@@ -29,7 +29,12 @@ DESCRIPTIONS: dict[str, str] = {
     "cases close": "Close the case with a reason.",
     "cases duplicate": "Mark the case as a duplicate of another one, and close it.",
     "cases cve": "Record the CVE id assigned to the case.",
-    "cases credit": "Record how the reporter wishes to be credited.",
+    "cases credit": "Record how the reporter wishes to be credited: a name (consent named), "
+                    "or none (consent anonymous). Reporters can say it themselves by replying "
+                    "to our mail with /credit \"Name, Org\", /credit none or /anonymous.",
+    "cases disclose": "Record the agreed disclosure (embargo) date, or none to clear it. On-call "
+                      "is reminded policy.disclosure_warning_business_days business days "
+                      "before it, and alerted when it arrives while the case is still open.",
     "deadlines": "The deadline watch: reminders before a deadline, escalations after it.",
     "deadlines check": "Run the deadline watch once (as if at --now: business hours are judged "
                        "at that time), then send what it queued. For cron and tests; the "

@@ -130,6 +130,8 @@ class PolicySettings:
     digest_time: time | None = None  # daily on-call digest; None = off
     receipt_max_age_hours: int = 72  # no receipt for a message older than this
     subjects_in_notifications: bool = False  # reminders etc. name the report's subject
+    disclosure_warning_business_days: int = 5  # remind on-call this long before disclosure
+    update_interval_business_days: int = 20  # remind on-call to update the reporter; 0 = off
 
     @property
     def tz(self) -> ZoneInfo:
@@ -238,6 +240,7 @@ _KNOWN: dict[str, set[str]] = {
         "business_hours", "receipts_per_sender_per_day", "receipts_per_hour",
         "max_message_bytes", "digest_time", "receipt_max_age_hours",
         "subjects_in_notifications",
+        "disclosure_warning_business_days", "update_interval_business_days",
     },
     "oncall": {"addresses", "rotation", "rotation_start", "rotation_days"},
     "secrets": {"token_key", "token_key_env", "token_key_file"},
@@ -434,6 +437,10 @@ def _policy(r: Reader) -> PolicySettings:
         digest_time=_clock_time("policy.digest_time", digest) if digest else None,
         receipt_max_age_hours=r.integer("policy.receipt_max_age_hours", 72, minimum=1),
         subjects_in_notifications=r.boolean("policy.subjects_in_notifications", False),
+        disclosure_warning_business_days=r.integer("policy.disclosure_warning_business_days", 5,
+                                                   minimum=0),
+        update_interval_business_days=r.integer("policy.update_interval_business_days", 20,
+                                                minimum=0),
     )
 
 

@@ -7,7 +7,8 @@
     /reopen
     /duplicate SEC-2026-0040
     /cve CVE-2026-12345
-    /credit "Jane Doe"
+    /credit "Jane Doe"            (or /credit none, /anonymous: no credit)
+    /disclose 2027-01-15          (the agreed publication date; /disclose none clears it)
 
 Parsing stops at the first line that is not a command, so quoted text further down can never
 trigger one. Parsing is pure; ``apply_command`` checks every argument before anything changes
@@ -31,7 +32,10 @@ from mailbot.cases.models import Case
 from mailbot.cases.service import Actor, DueAfter, TransitionRefused
 
 MAX_COMMANDS = 20
-NAMES = ("ack", "assess", "resolve", "close", "reopen", "duplicate", "cve", "credit")
+NAMES = ("ack", "assess", "resolve", "close", "reopen", "duplicate", "cve", "credit",
+         "anonymous", "disclose")
+# What a reporter may say about their own case (mailbot.intake.reporter): never a status change.
+REPORTER_NAMES = ("credit", "anonymous")
 # A target resolution date from a year ago (late bookkeeping) to ten years ahead.
 TARGET_WINDOW = (timedelta(days=-366), timedelta(days=3653))
 _CASE_ID = re.compile(r"^[A-Z0-9][A-Z0-9_]{0,15}-\d{4}-\d{4,12}$")
@@ -72,6 +76,7 @@ def parse_commands(body: str) -> list[Command]:
 
 
 EndOfDay = Callable[[date], datetime]
+UpdateDueAfter = Callable[[datetime], datetime | None]
 
 
 def apply_command(
@@ -83,8 +88,12 @@ def apply_command(
     *,
     assessment_due_after: DueAfter,
     end_of_day: EndOfDay,
+    update_due_after: UpdateDueAfter | None = None,
 ) -> None:
-    """Perform one command; raise TransitionRefused with the reason when it cannot apply."""
+    """Perform one command; raise TransitionRefused with the reason when it cannot apply.
+
+    ``update_due_after``: when the keep-the-reporter-informed clock next rings after an
+    instant (None: that clock is off)."""
     name, args = command.name, command.args
     if name not in NAMES:
         raise TransitionRefused(f"unknown command /{name}; known: "
@@ -98,7 +107,8 @@ def apply_command(
             check_target(target, now)
         service.assess(session, case, actor, now, severity=severity, target=target,
                        resolution_due=end_of_day(target) if target else None,
-                       assessment_due_after=assessment_due_after)
+                       assessment_due_after=assessment_due_after,
+                       update_due=update_due_after(now) if update_due_after else None)
     elif name == "resolve":
         _no_args(command)
         service.resolve(session, case, actor, now)
@@ -106,7 +116,8 @@ def apply_command(
         service.close(session, case, actor, now, _one_arg(command, "a reason"))
     elif name == "reopen":
         _no_args(command)
-        service.reopen(session, case, actor, now)
+        service.reopen(session, case, actor, now,
+                       update_due=update_due_after(now) if update_due_after else None)
     elif name == "duplicate":
         original = _one_arg(command, "a case id").upper()
         if not _CASE_ID.match(original):
@@ -115,8 +126,41 @@ def apply_command(
         service.mark_duplicate(session, case, original, actor, now)
     elif name == "cve":
         service.add_cve(session, case, _one_arg(command, "a CVE id"), actor, now)
-    elif name == "credit":
-        service.set_credit(session, case, " ".join(args), actor, now)
+    elif name in ("credit", "anonymous"):
+        apply_credit(session, case, command, actor, now, by_reporter=False)
+    elif name == "disclose":
+        service.set_disclosure_date(session, case, parse_disclosure_date(command, now),
+                                    actor, now)
+
+
+def apply_credit(
+    session: Session, case: Case, command: Command, actor: Actor, now: datetime, *,
+    by_reporter: bool,
+) -> None:
+    """``/credit "Name, Org"`` (named), ``/credit none`` or ``/anonymous`` (anonymous)."""
+    if command.name == "anonymous":
+        _no_args(command)
+        service.set_anonymous(session, case, actor, now, by_reporter=by_reporter)
+        return
+    name = " ".join(command.args)
+    if name.strip().lower() in ("none", "no", "anonymous"):
+        service.set_anonymous(session, case, actor, now, by_reporter=by_reporter)
+        return
+    service.set_credit(session, case, name, actor, now, by_reporter=by_reporter)
+
+
+def parse_disclosure_date(command: Command, now: datetime) -> date | None:
+    """``/disclose 2027-01-15`` -> that date (within TARGET_WINDOW); ``/disclose none`` -> None."""
+    value = _one_arg(command, "a date such as 2027-01-15, or none")
+    if value.lower() == "none":
+        return None
+    try:
+        day = date.fromisoformat(value)
+    except ValueError:
+        raise TransitionRefused(f"/disclose takes a date such as 2027-01-15, not {value[:100]!r}",
+                                log_reason="disclosure date not a date") from None
+    check_target(day, now, what="disclosure date")
+    return day
 
 
 def parse_assess_args(args: tuple[str, ...]) -> tuple[str, date | None]:
@@ -144,13 +188,13 @@ def parse_assess_args(args: tuple[str, ...]) -> tuple[str, date | None]:
     return severity, target
 
 
-def check_target(target: date, now: datetime) -> None:
-    """A target resolution date within TARGET_WINDOW of ``now``'s date."""
+def check_target(target: date, now: datetime, *, what: str = "target") -> None:
+    """A target resolution (or disclosure) date within TARGET_WINDOW of ``now``'s date."""
     today = now.date()
     earliest, latest = today + TARGET_WINDOW[0], today + TARGET_WINDOW[1]
     if not earliest <= target <= latest:
         raise TransitionRefused(
-            f"target {target.isoformat()} is out of range: between {earliest.isoformat()} and "
+            f"{what} {target.isoformat()} is out of range: between {earliest.isoformat()} and "
             f"{latest.isoformat()}", log_reason="target out of range")
 
 

@@ -104,6 +104,14 @@ class Case(SealedRow, Base):
     duplicate_of: Mapped[str | None] = mapped_column(String(40))
     cve: Mapped[list[str]] = mapped_column(default=list)
     credit: Mapped[str | None] = mapped_column(String(200))
+    # What the reporter said about being credited: named | anonymous | unknown (vocabulary).
+    credit_consent: Mapped[str] = mapped_column(String(20), default="unknown",
+                                                server_default="unknown")
+    # The agreed publication (embargo) date; the watch reminds before it and escalates on it.
+    disclosure_date: Mapped[date | None] = mapped_column(Date, index=True)
+    # When on-call is next reminded to update the reporter (the third clock, after assessment):
+    # moved forward whenever the team mails the reporter, and by each reminder.
+    update_due: Mapped[datetime | None] = mapped_column(index=True)
     # How far the deadline watch has got with this case (mailbot.deadlines.watch.reminder_rank):
     # 0 = no reminder yet; it only grows, in the transaction that adds a ``reminders`` row.
     reminder_rank: Mapped[int] = mapped_column(default=0, server_default="0")

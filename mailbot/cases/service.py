@@ -21,9 +21,11 @@ from sqlalchemy.orm import Session
 from mailbot.cases.models import Case, CaseCounter, Event
 from mailbot.cases.vocabulary import (
     ACKNOWLEDGED,
+    ANONYMOUS,
     ASSESSED,
     CLOSE_REASONS,
     CLOSED,
+    NAMED,
     NEW,
     OPEN_STATUSES,
     RESOLVED,
@@ -33,6 +35,7 @@ from mailbot.errors import MailbotError
 
 CVE_PATTERN = re.compile(r"^CVE-\d{4}-\d{4,19}$")
 MAX_CVES = 50  # per case
+MAX_CREDIT = 200  # characters, the column's size
 MAX_DUPLICATE_CHAIN = 100  # links followed to a duplicate's root before giving up
 
 
@@ -173,7 +176,9 @@ def acknowledge(
 def assess(
     session: Session, case: Case, actor: Actor, now: datetime, *, severity: str,
     target: date | None, resolution_due: datetime | None, assessment_due_after: DueAfter,
+    update_due: datetime | None = None,
 ) -> None:
+    """``update_due``: when on-call is first reminded to update the reporter (None: never)."""
     if severity not in SEVERITIES:
         raise TransitionRefused(
             f"severity must be one of {', '.join(SEVERITIES)}, not {severity!r}",
@@ -187,6 +192,7 @@ def assess(
     case.severity = severity
     case.target_date = target
     case.resolution_due = resolution_due
+    case.update_due = update_due
     record(session, case, actor, "assessed",
            {"severity": severity, "target": target.isoformat() if target else None}, now)
 
@@ -196,6 +202,7 @@ def resolve(session: Session, case: Case, actor: Actor, now: datetime) -> None:
         raise TransitionRefused(f"{case.id} is already {case.status}")
     case.status = RESOLVED
     case.resolved_at = now
+    case.update_due = None
     record(session, case, actor, "resolved", {}, now)
 
 
@@ -207,15 +214,21 @@ def close(session: Session, case: Case, actor: Actor, now: datetime, reason: str
         raise TransitionRefused(f"{case.id} is already closed ({case.close_reason})")
     case.status = CLOSED
     case.closed_at = now
+    case.update_due = None
     case.close_reason = reason
     record(session, case, actor, "closed", {"reason": reason}, now)
 
 
-def reopen(session: Session, case: Case, actor: Actor, now: datetime) -> None:
+def reopen(
+    session: Session, case: Case, actor: Actor, now: datetime, *,
+    update_due: datetime | None = None,
+) -> None:
+    """``update_due``: the reporter-update clock, restarted when the case is assessed again."""
     if case.status not in (RESOLVED, CLOSED):
         raise TransitionRefused(f"{case.id} is {case.status}, not resolved or closed")
     if case.assessed_at is not None:
         case.status = ASSESSED
+        case.update_due = update_due
     elif case.acknowledged_at is not None:
         case.status = ACKNOWLEDGED
     else:
@@ -287,13 +300,44 @@ def add_cve(session: Session, case: Case, cve: str, actor: Actor, now: datetime)
     record(session, case, actor, "cve", {"cve": cve}, now)
 
 
-def set_credit(session: Session, case: Case, name: str, actor: Actor, now: datetime) -> None:
-    name = name.strip()
-    if not name or len(name) > 200:
-        raise TransitionRefused("credit needs a name of 1 to 200 characters",
+def set_credit(
+    session: Session, case: Case, name: str, actor: Actor, now: datetime, *,
+    by_reporter: bool = False,
+) -> None:
+    """Credit ``name`` in the advisory: the reporter's consent is ``named``."""
+    name = " ".join(name.split())
+    if not name or len(name) > MAX_CREDIT:
+        raise TransitionRefused(f"credit needs a name of 1 to {MAX_CREDIT} characters",
                                 log_reason="credit name empty or too long")
     case.credit = name
-    record(session, case, actor, "credit", {"name": name}, now)
+    case.credit_consent = NAMED
+    record(session, case, actor, "credit",
+           {"consent": NAMED, "name": name, "by": "reporter" if by_reporter else "team"}, now)
+
+
+def set_anonymous(
+    session: Session, case: Case, actor: Actor, now: datetime, *, by_reporter: bool = False
+) -> None:
+    """No credit in the advisory: the reporter's consent is ``anonymous``."""
+    case.credit = None
+    case.credit_consent = ANONYMOUS
+    record(session, case, actor, "credit",
+           {"consent": ANONYMOUS, "by": "reporter" if by_reporter else "team"}, now)
+
+
+def set_disclosure_date(
+    session: Session, case: Case, day: date | None, actor: Actor, now: datetime
+) -> None:
+    """The agreed publication date, or None to clear it. The watch reminds before it."""
+    if case.disclosure_date == day:
+        raise TransitionRefused(
+            f"{case.id} already has disclosure date {day.isoformat()}" if day
+            else f"{case.id} has no disclosure date", log_reason="unchanged")
+    previous = case.disclosure_date
+    case.disclosure_date = day
+    record(session, case, actor, "disclosure-date",
+           {"date": day.isoformat() if day else None,
+            "was": previous.isoformat() if previous else None}, now)
 
 
 def _iso(value: datetime | None) -> str | None:

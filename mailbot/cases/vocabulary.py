@@ -19,3 +19,8 @@ RECEIPT_WITHHELD = "receipt-withheld"  # a receipt would have come too late: a p
 # Flags (and events) that more than one part of mailbot speaks of.
 NON_PARTICIPANT = "non-participant"  # someone outside the case joined its thread
 RECEIPT_HELD_BACK = "receipt-held-back"  # policy.receipts_per_hour kept its receipt back
+# What the reporter said about being credited in the advisory.
+NAMED = "named"
+ANONYMOUS = "anonymous"
+UNKNOWN = "unknown"
+CREDIT_CONSENTS = (NAMED, ANONYMOUS, UNKNOWN)

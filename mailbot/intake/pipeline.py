@@ -24,14 +24,21 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailbot.cases import service, vocabulary
-from mailbot.cases.commands import Command, apply_command, log_name, parse_commands
+from mailbot.cases.commands import (
+    Command,
+    UpdateDueAfter,
+    apply_command,
+    log_name,
+    parse_commands,
+)
 from mailbot.cases.models import Case, Message
 from mailbot.cases.service import Actor, TransitionRefused
 from mailbot.cases.vocabulary import NON_PARTICIPANT, RECEIPT_HELD_BACK
 from mailbot.clock import Clock
 from mailbot.config import PolicySettings, Settings
 from mailbot.deadlines.calendar import BusinessCalendar
-from mailbot.intake import history, sealed
+from mailbot.deadlines.clocks import update_clock
+from mailbot.intake import history, reporter, sealed
 from mailbot.intake.classify import Classification, classify
 from mailbot.intake.correlate import Correlation, correlate
 from mailbot.intake.participants import not_a_participant, reaches_reporter
@@ -100,6 +107,9 @@ def process(session: Session, fetched: FetchedMessage, intake: Intake) -> Outcom
     if opened is not None:
         sealed.record(session, case, message, opened, intake)
     _apply_team_message(session, case, msg, facts, message, intake)
+    reporter.apply_reporter_commands(session, case, msg, facts, message,
+                                     token_key=intake.writer.token_key,
+                                     source=_source(msg, fetched))
     history.keep_unarmed(case)
     if outcome is Outcome.OPENED:
         _send_receipt(session, case, msg, fetched, facts, key, intake,
@@ -233,8 +243,10 @@ def _apply_team_message(
     def assessment_due_after(at: datetime) -> datetime:
         return intake.calendar.add_business_days(at, policy.assessment_business_days)
 
+    update_due_after = update_clock(intake.calendar, policy)
     acknowledged_here = False
-    if case.status == vocabulary.NEW and reaches_reporter(session, case, msg, intake.settings):
+    informs_reporter = reaches_reporter(session, case, msg, intake.settings)
+    if case.status == vocabulary.NEW and informs_reporter:
         service.acknowledge(session, case, actor, message.received_at, assessment_due_after,
                             explicit=False)
         acknowledged_here = True
@@ -246,7 +258,8 @@ def _apply_team_message(
             service.record(session, case, actor, "command",
                            {"command": command.line, "note": "acknowledged by this message"}, at)
             continue
-        reason = _try_command(session, case, command, actor, at, assessment_due_after, intake)
+        reason = _try_command(session, case, command, actor, at, assessment_due_after, intake,
+                              update_due_after)
         if reason is None:
             service.record(session, case, actor, "command", {"command": command.line}, at)
         else:
@@ -254,11 +267,14 @@ def _apply_team_message(
                            {"command": command.line, "reason": str(reason)}, at)
             # The name only: the line's arguments are the sender's text, not the log's.
             log.info("%s: %s refused: %s", case.id, log_name(command), reason.log_reason)
+    if informs_reporter and update_due_after is not None:
+        reporter.note_reporter_informed(case, update_due_after(at))
 
 
 def _try_command(
     session: Session, case: Case, command: Command, actor: Actor, now: datetime,
     assessment_due_after: service.DueAfter, intake: Intake,
+    update_due_after: UpdateDueAfter | None = None,
 ) -> TransitionRefused | None:
     """Apply one command in a savepoint; the refusal, or None when it applied.
 
@@ -268,7 +284,8 @@ def _try_command(
         with session.begin_nested():
             apply_command(session, case, command, actor, now,
                           assessment_due_after=assessment_due_after,
-                          end_of_day=intake.calendar.end_of_day)
+                          end_of_day=intake.calendar.end_of_day,
+                          update_due_after=update_due_after)
     except TransitionRefused as exc:
         return exc
     except Exception as exc:  # a check we lack; the savepoint took its changes back

@@ -86,7 +86,9 @@ def test_close_from_the_reporter_is_plain_text(flow: Mailflow) -> None:
     flow.run()
 
     assert flow.case(case.id).status == "new"
-    assert flow.actions(case.id) == ["opened"]
+    # Not obeyed; recorded as refused, so the team sees what the reporter tried.
+    assert flow.actions(case.id) == ["opened", "reporter-command-refused",
+                                     "reporter-command-refused"]
     assert [m.kind for m in flow.inbound(case.id)] == ["report", "follow-up"]
     assert [m.rcpt_tos for m in flow.mailed(1)] == [(REPORTER,)]
 
