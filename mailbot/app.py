@@ -175,10 +175,13 @@ class App:
                            ignore_backoff=ignore_backoff)
 
     def watch_deadlines(self, now: datetime | None = None) -> int:
-        """Queue the reminders and escalations that are due; returns how many."""
+        """Queue the reminders and escalations that are due (the deadlines, the disclosure
+        date, the reporter's updates); returns how many."""
+        from mailbot.deadlines.promises import watch_promises
         from mailbot.deadlines.watch import watch
 
-        return watch(self, now or self.clock.now())
+        at = now or self.clock.now()
+        return watch(self, at) + watch_promises(self, at)
 
     # -- run --once and run --------------------------------------------------------------------
 

@@ -332,3 +332,81 @@ def _digest_row(
         "show_command": show_command(case.id),
         "flags": list(case.flags),
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# The rest of the promise: disclosure date and keeping the reporter informed, to on-call
+
+def promise_reminder(
+    writer: Writer,
+    case: Case,
+    *,
+    kind: str,
+    due: datetime,
+    stage: str,
+    recipients: list[str],
+    report_message_id: str | None,
+    now: datetime,
+) -> OutgoingMail:
+    """``disclosure-reminder``, ``disclosure-escalation`` or ``update-reminder`` to on-call.
+
+    Its Message-ID depends on the case, the kind and the stage (which names the date it is
+    about), so the same reminder built twice is one outbox row."""
+    policy = writer.settings.policy
+    disclosure = case.disclosure_date.isoformat() if case.disclosure_date else "(none)"
+    facts: list[tuple[str, str]] = [("Received", writer.local_time(case.received_at))]
+    if kind == "update-reminder":
+        days = policy.update_interval_business_days
+        headline = f"Update the reporter: no news from the team for {days} business days"
+        explanation = (f"The reporter of case {case.id} has had no mail from the team for "
+                       f"{days} business days since the assessment or the team's last mail "
+                       "to them. The disclosure policy promises to keep them informed.")
+        action = ("Write to the reporter in the case's thread (reply-all, so that security@ "
+                  "sees it) with where the fix stands. That restarts this clock; otherwise "
+                  "this reminder comes again after another interval. mailbot never mails the "
+                  "reporter about this on its own.")
+        facts += [("Assessed", writer.local_time(case.assessed_at)),
+                  ("Severity", case.severity or "(none)"),
+                  ("Target", case.target_date.isoformat() if case.target_date else "(none)")]
+    elif kind == "disclosure-escalation":
+        headline = f"DISCLOSURE DATE REACHED while the case is {case.status}: {disclosure}"
+        explanation = (f"The agreed disclosure date of case {case.id}, {disclosure}, has "
+                       f"arrived, and the case is still {case.status}: not resolved.")
+        action = ("Resolve the case (/resolve) if the fix is out, or agree a new date with the "
+                  "reporter and record it (/disclose YYYY-MM-DD) as the first line of a "
+                  "reply to the thread.")
+        facts += [("Disclosure", disclosure), ("Late", time_left(due, now))]
+    else:
+        headline = f"Disclosure on {disclosure} ({time_left(due, now)})"
+        explanation = (f"Case {case.id} is to be disclosed on {disclosure}, in "
+                       f"{policy.disclosure_warning_business_days} business days or less.")
+        action = ("Prepare the advisory (mailbot cases advisory) and check that the fix is "
+                  "ready. If the date moves, record the new one: /disclose YYYY-MM-DD as the "
+                  "first line of a reply to the thread.")
+        facts += [("Disclosure", disclosure), ("Time left", time_left(due, now))]
+    facts.append(("Credit", _credit_line(case)))
+    return writer.build(
+        template="promise",
+        context={
+            "case_id": case.id, "status": case.status, "subject": case.subject,
+            "reporter": case.reporter, "reporter_name": case.reporter_name,
+            "headline": headline, "explanation": explanation, "facts": facts,
+            "action": action, "show_command": show_command(case.id), "kind": kind,
+        },
+        case_id=case.id,
+        kind=kind,
+        message_id=writer.message_id(case.id, kind, f"{kind}:{stage}"),
+        to=recipients,
+        envelope_from=writer.settings.own_address,
+        auto_submitted="auto-generated",
+        now=now,
+        references=(report_message_id,) if report_message_id else (),
+    )
+
+
+def _credit_line(case: Case) -> str:
+    if case.credit_consent == "named" and case.credit:
+        return f"{case.credit} (the reporter agreed)"
+    if case.credit_consent == "anonymous":
+        return "none: the reporter asked not to be named"
+    return "unknown: the reporter has not said; do not name them"
