@@ -388,7 +388,8 @@ def promise_reminder(
     return writer.build(
         template="promise",
         context={
-            "case_id": case.id, "status": case.status, "subject": case.subject,
+            "case_id": case.id, "status": case.status,
+            "subject": notification_subject(writer, case),
             "reporter": case.reporter, "reporter_name": case.reporter_name,
             "headline": headline, "explanation": explanation, "facts": facts,
             "action": action, "show_command": show_command(case.id), "kind": kind,

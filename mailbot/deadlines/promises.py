@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -32,11 +31,9 @@ from mailbot.config import PolicySettings
 from mailbot.deadlines.calendar import BusinessCalendar
 from mailbot.deadlines.clocks import disclosure_arrives, disclosure_warn_from, update_clock
 from mailbot.deadlines.oncall import people_to_tell
+from mailbot.deadlines.watch import Running
 from mailbot.outbox import enqueue
 from mailbot.outgoing import promise_reminder
-
-if TYPE_CHECKING:
-    from mailbot.app import App
 
 log = logging.getLogger("mailbot.deadlines")
 
@@ -58,7 +55,7 @@ class PromiseDue:
     due: datetime
 
 
-def watch_promises(app: App, now: datetime) -> int:
+def watch_promises(app: Running, now: datetime) -> int:
     """Queue the disclosure and update reminders due at ``now``; return how many."""
     calendar, settings = app.calendar, app.settings
     in_hours = calendar.in_business_hours(now)
@@ -141,7 +138,7 @@ def _not_yet_sent(session: Session, due: list[PromiseDue]) -> list[PromiseDue]:
 
 
 def _queue(
-    app: App, session: Session, item: PromiseDue, recipients: list[str], now: datetime
+    app: Running, session: Session, item: PromiseDue, recipients: list[str], now: datetime
 ) -> int:
     case = session.get(Case, item.case.id)
     if case is None:
