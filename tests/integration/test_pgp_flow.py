@@ -16,6 +16,7 @@ from mailbot.app import App
 from mailbot.cases.models import Message
 from mailbot.intake.pipeline import reread
 from mailbot.pgp.settings import PgpSettings
+from mailbot.web.casepage import message_bytes
 from tests import factories
 from tests.mailflow import Mailflow
 from tests.pgpkeys import Home
@@ -92,6 +93,8 @@ def test_encrypted_signed_report_with_key_opens_a_readable_case_and_gets_an_encr
     assert secret_text.replace("\n", "\r\n").encode() in readable_text(flow.app, report)
     with flow.app.db.session() as s:  # the raw bytes are kept exactly as they arrived
         assert raw in flow.app.db.raw_store.get(s, report.raw_id or 0)
+        shown = message_bytes(s, report, flow.app.db.raw_store)  # what the case view reads
+        assert shown is not None and b"/admin trusts" in shown
 
     [receipt] = flow.mailed(1)
     assert receipt.message.get_content_type() == "multipart/encrypted"
