@@ -147,7 +147,7 @@ def _register_packages(sub: Any) -> None:
 
     register_report(sub)
     register_securitytxt(sub)
-    register_pgp(sub)
+    register_pgp(sub, open_app=_app)
     register_retention(sub)
 
 
@@ -286,9 +286,6 @@ def _app(settings: Settings, *, migrate: bool = False) -> App:
                          "run: mailbot migrate")
     app.prepare_storage()
     return app
-
-
-open_app = _app  # for the commands that live in their own packages
 
 
 def _cmd_run(settings: Settings, args: argparse.Namespace) -> int:

@@ -27,6 +27,7 @@ from mailbot.config_sections import (
     listen_address,
     pgp_settings,
     securitytxt_settings,
+    team_pgp_keys,
 )
 from mailbot.config_storage import (
     RETENTION_KEYS,
@@ -38,7 +39,6 @@ from mailbot.config_storage import (
 )
 from mailbot.errors import ConfigError
 from mailbot.oauth2.settings import OAUTH2_KEYS, OAuth2Settings, read_oauth2
-from mailbot.pgp.settings import read_team_keys
 from mailbot.web.settings import WEB_KEYS, WebSettings, read_web
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -385,7 +385,7 @@ def _team(r: Reader) -> TeamSettings:
         domains=tuple(d.lower().lstrip("@") for d in r.str_list("team.domains")),
         authserv_id=r.text("team.authserv_id", "", allow_empty=True),
         trust_unauthenticated=r.boolean("team.trust_unauthenticated", False),
-        pgp_keys=read_team_keys(r),
+        pgp_keys=team_pgp_keys(r),
     )
 
 

@@ -20,6 +20,7 @@ __all__ = [
     "listen_address",
     "pgp_settings",
     "securitytxt_settings",
+    "team_pgp_keys",
 ]
 
 _HTTPS_URL = re.compile(r"^https://[^\s/]+\S*$")
@@ -137,3 +138,19 @@ def pgp_settings(r: Reader) -> PgpSettings:
         timeout_seconds=float(r.integer("pgp.timeout_seconds", 20, minimum=1)),
         max_key_bytes=r.integer("pgp.max_key_bytes", 64 * 1024, minimum=1024),
     )
+
+
+_FINGERPRINT = re.compile(r"^[0-9A-F]{40}$|^[0-9A-F]{64}$")
+
+
+def fingerprint(value: str, key: str) -> str:
+    """A fingerprint as GnuPG prints it (40 or 64 hex digits; spaces and ``0x`` allowed)."""
+    cleaned = value.replace(" ", "").upper().removeprefix("0X")
+    if not _FINGERPRINT.match(cleaned):
+        raise ConfigError(key, "a full key fingerprint (40 hex digits)", value)
+    return cleaned
+
+
+def team_pgp_keys(r: Reader) -> tuple[str, ...]:
+    """``[team] pgp_keys``: fingerprints whose good signatures prove team mail."""
+    return tuple(fingerprint(v, "team.pgp_keys") for v in r.str_list("team.pgp_keys", []))

@@ -9,7 +9,7 @@ message's details as ``readable_raw_id``. A message that could not be decrypted 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -17,17 +17,33 @@ from sqlalchemy.orm import Session
 from mailbot.cases import service
 from mailbot.cases.models import Case, Message, flagged
 from mailbot.cases.service import Actor
+from mailbot.clock import Clock
+from mailbot.config import Settings
+from mailbot.deadlines.calendar import BusinessCalendar
 from mailbot.deadlines.oncall import people_to_tell
 from mailbot.intake.unwrap import ENCRYPTED, UNDECRYPTABLE, Unwrapped
 from mailbot.outbox import enqueue
-from mailbot.outgoing import alert
-
-if TYPE_CHECKING:
-    from mailbot.intake.pipeline import Intake
+from mailbot.outgoing import Writer, alert
+from mailbot.store import RawStore
 
 __all__ = ["ENCRYPTED", "UNDECRYPTABLE", "record", "still_undecryptable"]
 
 log = logging.getLogger("mailbot.intake")
+
+
+class Intake(Protocol):
+    """The parts of ``mailbot.intake.pipeline.Intake`` used here."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def calendar(self) -> BusinessCalendar: ...
+    @property
+    def writer(self) -> Writer: ...
+    @property
+    def raw_store(self) -> RawStore: ...
+    @property
+    def clock(self) -> Clock: ...
 
 
 def record(session: Session, case: Case, message: Message, opened: Unwrapped,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,11 +13,13 @@ from typing import TYPE_CHECKING, Any
 from mailbot.errors import UsageError
 
 if TYPE_CHECKING:
+    from mailbot.app import App
     from mailbot.config import Settings
 
 
-def register(sub: Any) -> None:
-    """Add the PGP actions to ``keys`` and ``cases`` (made here when no one made them yet)."""
+def register(sub: Any, *, open_app: Callable[[Settings], App]) -> None:
+    """Add the PGP actions to ``keys`` and ``cases`` (made here when no one made them yet).
+    ``open_app``: how the CLI opens the app on a database at the latest schema."""
     keys = _actions(sub, "keys", "keys: reporters' OpenPGP keys (and the storage key)")
     imp = keys.add_parser(
         "import", help="record a reporter's OpenPGP public key (mail to them is encrypted)",
@@ -38,7 +41,7 @@ def register(sub: Any) -> None:
         description="Reprocess the messages of undecryptable cases with the current key and "
                     "passphrase. Nothing is created or sent twice.")
     retry.add_argument("id", nargs="?", help="one case id (default: every undecryptable case)")
-    retry.set_defaults(handler=retry_command)
+    retry.set_defaults(handler=retry_command, open_app=open_app)
 
 
 def _actions(sub: Any, name: str, helptext: str) -> Any:
@@ -122,12 +125,11 @@ def retry_command(settings: Settings, args: argparse.Namespace) -> int:
 
     from mailbot.cases import service
     from mailbot.cases.models import Message
-    from mailbot.cli import open_app
     from mailbot.intake.pipeline import reread
     from mailbot.intake.sealed import UNDECRYPTABLE, undecryptable_cases
 
     _pgp(settings)
-    app = open_app(settings)
+    app = args.open_app(settings)
     failed = 0
     try:
         intake = app.intake  # before any session: it may read the token key in one of its own
