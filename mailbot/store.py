@@ -152,9 +152,11 @@ class SealedRawStore:
         # A Core INSERT on the session's connection rather than an ORM object and a flush: a
         # third of the cost per message, and the session does not hold on to the compressed
         # bytes until its batch commits. The id comes first: the sealed bytes are bound to it.
+        # zlib level 1: on the benchmark's corpus 0.51 ms per message against 0.77 at level 6,
+        # for 4 % more bytes; reading is the same at any level.
         conn = session.connection()
         (raw_id,) = allocate_ids(conn, _RAW_TABLE, 1)  # type: ignore[arg-type]
-        data = self.sealer.seal(zlib.compress(raw, 6), identity("raw_messages", "data", raw_id))
+        data = self.sealer.seal(zlib.compress(raw, 1), identity("raw_messages", "data", raw_id))
         conn.execute(_INSERT_RAW, {"id": raw_id, "size": len(raw), "codec": self.codec,
                                    "data": data})
         return raw_id
