@@ -8,7 +8,6 @@ quick.
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import logging
 import os
@@ -87,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     dup = csub.add_parser("duplicate", help="mark as a duplicate of another case and close")
     dup.add_argument("id", help=CASE_ID_HELP)
     dup.add_argument("original", help="the case it duplicates")
+    for ending in (csub.choices["resolve"], close, dup):
+        ending.add_argument("--quiet", action="store_true",
+                            help="do not send the reporter the notice that the case ended")
     cve = csub.add_parser("cve", help="record a CVE id")
     cve.add_argument("id", help=CASE_ID_HELP)
     cve.add_argument("cve", help="such as CVE-2026-12345")
@@ -389,7 +391,9 @@ def _cmd_cases(settings: Settings, args: argparse.Namespace) -> int:
             return _cases_list(app, args)
         if args.action == "show":
             return _cases_show(app, args)
-        return _cases_change(app, args)
+        from mailbot.cli_change import cases_change
+
+        return cases_change(app, args)
     finally:
         app.close()
 
@@ -469,50 +473,6 @@ def _cases_show(app: App, args: argparse.Namespace) -> int:
 
 
 _SHOW_LINES = 200  # of each message's text in `cases show` (all of it in --json)
-
-
-def _cases_change(app: App, args: argparse.Namespace) -> int:
-    from mailbot.cases import service
-    from mailbot.cases.commands import Command, apply_command
-    from mailbot.deadlines.clocks import update_clock
-
-    words: tuple[str, ...] = ()
-    if args.action == "assess":
-        words = (f"severity={args.severity}",)
-        if args.target:
-            words += (f"target={args.target.isoformat()}",)
-    elif args.action == "close":
-        words = (args.reason,)
-    elif args.action == "duplicate":
-        words = (args.original,)
-    elif args.action == "cve":
-        words = (args.cve,)
-    elif args.action == "credit":
-        words = (args.name,)
-    elif args.action == "disclose":
-        words = (args.date,)
-    command = Command(args.action, words, " ".join(("/" + args.action, *words)))
-    # The source names the call, so the audit trail shows what the operator asked for.
-    call = " ".join(("cases", args.action, args.id.upper(), *words))
-    actor = service.Actor(f"cli:{getpass.getuser()}", f"cli:{call}")
-    policy = app.settings.policy
-    now = app.clock.now()
-    with app.db.session() as session:
-        case = service.get_case(session, args.id.upper(), for_update=True)
-        if case is None:
-            raise UsageError(f"no case {args.id!r}; `mailbot cases list` shows the ids")
-        try:
-            apply_command(session, case, command, actor, now,
-                          assessment_due_after=lambda at: app.calendar.add_business_days(
-                              at, policy.assessment_business_days),
-                          end_of_day=app.calendar.end_of_day,
-                          update_due_after=update_clock(app.calendar, policy))
-        except service.TransitionRefused as exc:
-            raise UsageError(str(exc)) from None
-        service.record(session, case, actor, "command", {"command": command.line}, now)
-        status = case.status
-    print(f"{args.id.upper()}: {status}")
-    return EXIT_OK
 
 
 def _cmd_deadlines(settings: Settings, args: argparse.Namespace) -> int:

@@ -411,3 +411,30 @@ def _credit_line(case: Case) -> str:
     if case.credit_consent == "anonymous":
         return "none: the reporter asked not to be named"
     return "unknown: the reporter has not said; do not name them"
+
+
+def status_notice(
+    writer: Writer, case: Case, *, report_message_id: str | None, now: datetime
+) -> OutgoingMail:
+    """The reporter's short notice that their case is resolved or closed (see notices.py)."""
+    fixed = case.status == "resolved" or case.close_reason == "fixed"
+    ended = case.closed_at if case.status == "closed" else case.resolved_at
+    return writer.build(
+        template="notice",
+        context={
+            "case_id": case.id, "status": case.status, "close_reason": case.close_reason or "",
+            "cves": list(case.cve), "fixed": fixed,
+            "disclosure_date": case.disclosure_date.isoformat() if case.disclosure_date else "",
+            "reporter_name": case.reporter_name, "team_name": writer.team_name,
+        },
+        case_id=case.id,
+        kind="notice",
+        message_id=writer.message_id(case.id, "notice",
+                                     f"{case.status}:{ended.isoformat() if ended else ''}"),
+        to=[case.reporter],
+        envelope_from="",  # as for receipts: a bounce can never loop back
+        auto_submitted="auto-generated",
+        now=now,
+        in_reply_to=report_message_id,
+        references=(report_message_id,) if report_message_id else (),
+    )

@@ -2,8 +2,8 @@
 
     /ack
     /assess severity=high target=2026-12-15
-    /resolve
-    /close duplicate
+    /resolve                      (add "quiet": the reporter is not told)
+    /close duplicate              (/close spam quiet: nor here)
     /reopen
     /duplicate SEC-2026-0040
     /cve CVE-2026-12345
@@ -75,6 +75,16 @@ def parse_commands(body: str) -> list[Command]:
     return commands
 
 
+# Commands that end a case; the reporter gets a notice unless the command says ``quiet``.
+NOTIFYING = ("resolve", "close", "duplicate")
+QUIET = "quiet"
+
+
+def notifies_reporter(command: Command) -> bool:
+    """``/resolve`` or ``/close fixed`` tells the reporter; ``/close spam quiet`` does not."""
+    return command.name in NOTIFYING and QUIET not in (a.lower() for a in command.args)
+
+
 EndOfDay = Callable[[date], datetime]
 UpdateDueAfter = Callable[[datetime], datetime | None]
 
@@ -94,6 +104,10 @@ def apply_command(
 
     ``update_due_after``: when the keep-the-reporter-informed clock next rings after an
     instant (None: that clock is off)."""
+    if command.name in NOTIFYING:
+        # ``quiet`` only decides whether the reporter is told (``notifies_reporter``).
+        command = Command(command.name, tuple(a for a in command.args if a.lower() != QUIET),
+                          command.line)
     name, args = command.name, command.args
     if name not in NAMES:
         raise TransitionRefused(f"unknown command /{name}; known: "

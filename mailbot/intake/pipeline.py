@@ -29,6 +29,7 @@ from mailbot.cases.commands import (
     UpdateDueAfter,
     apply_command,
     log_name,
+    notifies_reporter,
     parse_commands,
 )
 from mailbot.cases.models import Case, Message
@@ -46,6 +47,7 @@ from mailbot.intake.unwrap import Unwrapper
 from mailbot.mail.compose import clean_address
 from mailbot.mail.message import Attachment, FetchedMessage, InboundMessage
 from mailbot.mail.parse import dedupe_key, header_block_sender, parse_message
+from mailbot.notices import queue_status_notice
 from mailbot.outbox import enqueue, receipts_sent_recently, receipts_sent_within
 from mailbot.outgoing import Writer, receipt
 from mailbot.store import RawStore
@@ -262,6 +264,8 @@ def _apply_team_message(
                               update_due_after)
         if reason is None:
             service.record(session, case, actor, "command", {"command": command.line}, at)
+            if notifies_reporter(command):
+                queue_status_notice(session, case, intake.writer, at)
         else:
             service.record(session, case, actor, "command-refused",
                            {"command": command.line, "reason": str(reason)}, at)

@@ -112,8 +112,9 @@ def test_refused_commands_are_recorded_with_their_reason_and_nothing_is_mailed(
     assert "already closed" in refused[0]["reason"]
     assert "unknown command /frobnicate" in refused[1]["reason"]
     assert "severity must be one of" in refused[2]["reason"]
-    assert [row.kind for row in flow.outbox()] == ["receipt"]
-    assert len(flow.mailed(1)) == 1
+    # The reporter's notice of the /close; the refused commands mail nothing.
+    assert [row.kind for row in flow.outbox()] == ["receipt", "notice"]
+    assert len(flow.mailed(2)) == 2
 
 
 def test_an_ack_on_a_reply_all_that_acknowledged_is_no_refusal(
@@ -197,7 +198,10 @@ def test_two_reporters_with_the_same_bug_get_two_cases_and_duplicate_links_them(
     assert linked.detail == {"duplicate": second.id}
     [of] = [e for e in flow.events(second.id) if e.action == "duplicate-of"]
     assert of.detail == {"of": first.id}
-    assert len(flow.mailed(2)) == 2  # neither reporter hears about the other
+    # Sam is told the case closed as a duplicate; neither reporter hears about the other.
+    mailed = flow.mailed(3)
+    assert [m.rcpt_tos for m in mailed][-1] == ("sam@other.example",)
+    assert first.id.encode() not in mailed[-1].data
 
 
 # ---------------------------------------------------------------------------------------------
@@ -269,7 +273,8 @@ def test_cli_transitions_walk_a_case_through_its_life(flow: Mailflow, cli: Any) 
     status, out, _ = cli("cases", "show", case.id, "--json")
     assert status == 0
     shown = json.loads(out)
-    assert [m["direction"] for m in shown["messages"]] == ["in", "out"]
+    # The receipt, and the reporter's notices of the resolve and the close.
+    assert [m["direction"] for m in shown["messages"]] == ["in", "out", "out", "out"]
     for message in shown["messages"]:
         assert set(message) >= MESSAGE_KEYS
     assert shown["messages"][0]["from"] == REPORTER
