@@ -68,7 +68,7 @@ def test_resolve_tells_the_reporter_once_threaded_with_cve_and_disclosure_date(
 
 
 def test_close_as_invalid_says_so_without_the_cve(flow: Mailflow) -> None:
-    case, report_id = flow.open_report()
+    _case, report_id = flow.open_report()
     send_commands(flow, report_id, "/cve CVE-2026-4243\n/close invalid\n")
     [notice] = notices(flow)
     assert "not a vulnerability" in text(notice) and "CVE-2026-4243" not in text(notice)
@@ -126,7 +126,7 @@ def test_the_notice_is_encrypted_to_a_reporter_whose_key_mailbot_holds(
         flow.run()
         [case] = flow.cases()
         send_commands(flow, report_id, "/resolve\n")
-        [receipt, notice] = flow.mailed(2)
+        [_receipt, notice] = flow.mailed(2)
         assert notice.message.get_content_type() == "multipart/encrypted"
         assert notice.message["In-Reply-To"] == report_id
         armored = list(notice.message.iter_parts())[1].get_payload(decode=True)
