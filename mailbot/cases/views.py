@@ -74,6 +74,10 @@ def case_detail(session: Session, case: Case, raw_store: RawStore | None = None,
         for view, m in zip(out["messages"], messages, strict=True):
             view["text"] = message_text(session, raw_store, m, max_bytes)
     out["events"] = [event_view(e) for e in events]
+    # What the report itself claimed (CVE ids, CVSS vectors with their scores), not the
+    # team's decision: see mailbot.intake.claims.
+    claims = [e.detail for e in events if e.action == "reporter-claim"]
+    out["reporter_claim"] = claims[-1] if claims else None
     return out
 
 

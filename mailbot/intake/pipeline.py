@@ -40,6 +40,7 @@ from mailbot.config import PolicySettings, Settings
 from mailbot.deadlines.calendar import BusinessCalendar
 from mailbot.deadlines.clocks import update_clock
 from mailbot.intake import history, reporter, sealed
+from mailbot.intake.claims import extract_claim
 from mailbot.intake.classify import Classification, classify
 from mailbot.intake.correlate import Correlation, correlate
 from mailbot.intake.participants import not_a_participant, reaches_reporter
@@ -113,6 +114,8 @@ def process(session: Session, fetched: FetchedMessage, intake: Intake) -> Outcom
                                      token_key=intake.writer.token_key,
                                      source=_source(msg, fetched))
     history.keep_unarmed(case)
+    if outcome is Outcome.OPENED and not (facts.from_team or facts.automatic.yes or facts.own.yes):
+        _record_claim(session, case, msg, fetched)
     if outcome is Outcome.OPENED:
         _send_receipt(session, case, msg, fetched, facts, key, intake,
                       report_encrypted=opened is not None and sealed.ENCRYPTED in opened.flags)
@@ -194,6 +197,16 @@ def _record_message(
                        "unauthenticated-team", {"reason": facts.trust_reason},
                        fetched.internal_date)
     return message
+
+
+def _record_claim(
+    session: Session, case: Case, msg: InboundMessage, fetched: FetchedMessage
+) -> None:
+    """CVE ids and valid CVSS vectors the report names: the reporter's claim, as an event."""
+    claim = extract_claim(msg.text_body)
+    if claim["cve"] or claim["cvss"]:
+        service.record(session, case, Actor(case.reporter or "unknown", _source(msg, fetched)),
+                       "reporter-claim", claim, fetched.internal_date)
 
 
 def _flag_non_participant(

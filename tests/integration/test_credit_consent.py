@@ -184,3 +184,25 @@ def test_a_disclose_that_cannot_apply_is_recorded_with_the_reason(flow: Mailflow
     assert [r["command"] for r in refused] == ["/disclose someday", "/disclose 2099-01-01"]
     assert "out of range" in refused[1]["reason"]
     assert flow.case(case.id).disclosure_date is None
+
+
+def test_a_cve_and_a_cvss_vector_in_the_report_are_shown_as_the_reporters_claim(
+    flow: Mailflow, cli: Any  # noqa: F811
+) -> None:
+    case, _ = flow.open_report(body=(
+        "This is CVE-2026-31337 (reserved for us by MITRE).\n"
+        "My score: CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H\n"
+        "Not a vector: CVSS:3.1/AV:Q/AC:Z\n"))
+
+    shown = json.loads(cli("cases", "show", case.id, "--json")[1])
+    assert shown["reporter_claim"] == {
+        "cve": ["CVE-2026-31337"],
+        "cvss": [{"vector": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H", "version": "3.1",
+                  "score": 9.8, "severity": "critical"}]}
+    # A claim, not the team's decision.
+    assert (shown["cve"], shown["severity"]) == ([], None)
+
+
+def test_a_report_that_claims_nothing_has_no_claim(flow: Mailflow, cli: Any) -> None:  # noqa: F811
+    case, _ = flow.open_report()
+    assert json.loads(cli("cases", "show", case.id, "--json")[1])["reporter_claim"] is None
