@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bench.corpus import DEFAULT_CORPUS, Corpus
-from tests.servers import free_port
 from bench.settings import HOST, Imap, bench_settings
+from tests.servers import free_port
 
 if TYPE_CHECKING:
     from mailbot.app import App
