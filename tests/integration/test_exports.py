@@ -143,8 +143,10 @@ def test_a_mailbox_read_before_history_import_existed_imports_nothing_by_ingest(
         lost = tmp_path / "lost.eml"
         lost.write_bytes(factories.message(subject="Lost while we were down",
                                            date=datetime.now(UTC) - timedelta(days=1)))
-        config = daemons.write_config(tmp_path, flow.app.settings.mailbox,
-                                      flow.app.settings.smtp, flow.app.settings.database.url)
+        config = daemons.write_config(
+            tmp_path, flow.app.settings.mailbox, flow.app.settings.smtp,
+            flow.app.settings.database.url,
+            extra={"storage": {"key_file": flow.app.settings.storage.key_file}})
         assert main(["--config", str(config), "ingest", str(lost)]) == 0
         assert capsys.readouterr().out.strip() == "1 opened"
         [case] = flow.cases()

@@ -221,7 +221,9 @@ def test_the_idle_watcher_logs_in_again_before_its_token_runs_out(
         stop.set()
         watcher.join(timeout=10)
         app.close()
-    assert setup.provider.grants == ["refresh_token"] * 2
+    # The renewal at least; a loaded machine may drop a login and fetch once more.
+    assert len(setup.provider.grants) >= 2
+    assert set(setup.provider.grants) == {"refresh_token"}
     assert setup.provider.refusals() == 0
 
 
