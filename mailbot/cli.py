@@ -142,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _register_packages(sub: Any) -> None:
     """Commands that live in their own packages; each sets ``handler`` on its parser."""
+    from mailbot.advisory.cli import register as register_advisory
     from mailbot.pgp.cli import register as register_pgp
     from mailbot.report.cli import register as register_report
     from mailbot.retention.cli import register as register_retention
@@ -151,6 +152,7 @@ def _register_packages(sub: Any) -> None:
     register_securitytxt(sub)
     register_pgp(sub, open_app=_app)
     register_retention(sub)
+    register_advisory(sub, open_app=_app)
 
 
 def _describe(parser: argparse.ArgumentParser, path: str = "") -> None:
