@@ -23,7 +23,6 @@ say what went wrong, and ``unparseable`` when no header field the sender wrote c
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from dataclasses import dataclass
@@ -38,8 +37,12 @@ from typing import Any
 
 import mailparser
 
-from mailbot.mail import canonical
 from mailbot.mail.addresses import all_addresses
+from mailbot.mail.dedupe import dedupe_key as dedupe_key
+from mailbot.mail.dedupe import is_trace_name
+from mailbot.mail.header_block import MAX_HEADER_BLOCK as MAX_HEADER_BLOCK
+from mailbot.mail.header_block import MAX_HEADER_LINES as MAX_HEADER_LINES
+from mailbot.mail.header_block import bounded_header_end, header_end
 from mailbot.mail.headers import (
     MAX_HEADER_VALUE,
     clean,
@@ -69,8 +72,6 @@ log = logging.getLogger("mailbot.parse")
 logging.getLogger("mailparser").setLevel(logging.CRITICAL)
 
 MAX_HEADER_FIELDS = 1000  # header fields kept in InboundMessage.headers
-MAX_HEADER_BLOCK = 1024 * 1024  # bytes of header block read at most
-MAX_HEADER_LINES = 10_000  # lines of header block read at most
 MAX_REFERENCES = 100  # ids kept of References and of In-Reply-To (the last ones)
 MAX_ADDRESS_FIELDS = 3  # fields of one address header (From, To, ...) parsed; all counted
 # Content-Type / Content-Disposition: longer values, or more parameters, are cut when stored.
@@ -129,44 +130,6 @@ def header_block_sender(raw: bytes) -> Address | None:
         return _header_only(bytes(raw), Defects()).sender
     except Exception:
         return None
-
-
-# Fields that mail servers add on the way in, and mailbox software adds in storage. A copy of
-# a message delivered twice differs only in these; what the sender wrote never does.
-TRACE_FIELDS = frozenset(
-    {
-        *("return-path", "received", "x-received", "delivered-to", "x-delivered-to"),
-        "delivery-date",
-        *("x-original-to", "envelope-to", "x-envelope-from", "x-envelope-to", "x-rcpt-to"),
-        *("authentication-results", "x-original-authentication-results", "received-spf"),
-        *("x-google-smtp-source", "x-sieve", "x-sieve-redirected-from", "x-ham-report"),
-        # mbox and IMAP stores, and the mail clients that export them
-        *("status", "x-status", "x-keywords", "x-uid", "x-imap", "x-imapbase", "lines"),
-        *("content-length", "x-uidl", "x-account-key", "x-original-arrival-time"),
-        *("x-universally-unique-identifier", "x-uniform-type-identifier"),
-    }
-)
-TRACE_PREFIXES = (
-    *("arc-", "x-spam", "x-virus", "x-rspamd-", "x-amavis-", "x-forwarded-"),
-    *("x-ms-exchange-", "x-microsoft-antispam", "x-forefront-antispam"),
-    *("x-mozilla-", "x-gm-", "x-gmail-", "x-apple-", "x-evolution-", "x-kmail-"),
-)
-
-
-def dedupe_key(raw: bytes) -> str:
-    """Hex SHA-256 of the message as its sender wrote it. Never raises.
-
-    That is the raw bytes minus a leading mbox ``From `` line and minus every header field named
-    in TRACE_FIELDS or starting with one of TRACE_PREFIXES (case-insensitive), in the canonical
-    form of ``mailbot.mail.canonical``: line endings, trailing whitespace, trailing blank lines
-    and mbox ``>From`` quoting do not count, so a message read over IMAP, saved as an .eml file
-    or exported to an mbox has one key. Everything else counts: the other fields in their order
-    and folding, the body. One pass, no MIME parsing.
-    """
-    try:
-        return _dedupe_key(raw)
-    except Exception:  # not bytes after all; still give a stable answer
-        return hashlib.sha256(repr(raw).encode("utf-8", "replace")).hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -251,7 +214,7 @@ def _parse_tree(raw: bytes, pol: Policy[Any]) -> Message:
 
 
 def _header_only(raw: bytes, defects: Defects) -> InboundMessage:
-    end, cut = _bounded_header_end(raw)
+    end, cut = bounded_header_end(raw)
     if cut:
         defects.add(
             f"header block over {MAX_HEADER_BLOCK} bytes or {MAX_HEADER_LINES} lines: "
@@ -330,8 +293,8 @@ class _Shape:
 
     @classmethod
     def of(cls, raw: bytes) -> _Shape:
-        end = _header_end(raw)
-        _, cut = _bounded_header_end(raw)
+        end = header_end(raw)
+        _, cut = bounded_header_end(raw)
         fields, longest = _field_stats(raw, min(end, MAILPARSER_MAX_HEADER_BLOCK + 1))
         lines = max(raw.count(b"\n"), raw.count(b"\r"))
         return cls(
@@ -358,41 +321,6 @@ class _Shape:
         if self.delimiters > MAILPARSER_MAX_DELIMITERS:
             return f"{self.delimiters} MIME delimiter lines"
         return ""
-
-
-def _header_end(raw: bytes, start: int = 0) -> int:
-    """Where the header block that begins at ``start`` ends: at its first empty line.
-
-    The returned offset is just after the last header line's line ending; the empty line and
-    the body follow. Without an empty line, the whole message is header block.
-    """
-    if raw.startswith((b"\n", b"\r\n", b"\r"), start):
-        return start
-    if raw.find(b"\n", start, start + MAX_HEADER_BLOCK) == -1:
-        # No LF early on: CR-only line endings (old Mac), or a single line.
-        cr = raw.find(b"\r\r", start)
-        return cr + 1 if cr != -1 else len(raw)
-    ends = [p + 1 for p in (raw.find(b"\n\n", start), raw.find(b"\n\r\n", start)) if p != -1]
-    return min(ends) if ends else len(raw)
-
-
-def _bounded_header_end(raw: bytes, start: int = 0) -> tuple[int, bool]:
-    """The header block's end, cut to MAX_HEADER_BLOCK bytes and MAX_HEADER_LINES lines.
-
-    Returns the offset (always just after a line ending when cut) and whether it was cut.
-    """
-    end = _header_end(raw, start)
-    limit = min(end, start + MAX_HEADER_BLOCK)
-    newline = b"\n" if raw.find(b"\n", start, limit) != -1 else b"\r"
-    if limit == end and raw.count(newline, start, limit) <= MAX_HEADER_LINES:
-        return end, False
-    pos = start
-    for _ in range(MAX_HEADER_LINES):
-        found = raw.find(newline, pos, limit)
-        if found == -1:
-            break
-        pos = found + 1
-    return pos, True
 
 
 def _field_stats(raw: bytes, end: int) -> tuple[int, int]:
@@ -483,14 +411,14 @@ def _build(
 def _only_trace_fields(tree: Message) -> bool:
     # A file that is not mail still arrives with the trace fields the delivering server added
     # (Return-Path, Received, ...), so "some header field" does not make it a message.
-    return all(_is_trace_name(name.strip().lower()) for name in tree)
+    return all(is_trace_name(name.strip().lower()) for name in tree)
 
 
 def _nothing_from_the_sender(fields: list[tuple[str, str]], defects: Defects) -> bool:
     if not fields:
         defects.add("no header block")
         return True
-    if all(_is_trace_name(name) for name, _ in fields):
+    if all(is_trace_name(name) for name, _ in fields):
         defects.add("only the fields mail servers add: not a message")
         return True
     return False
@@ -562,44 +490,3 @@ def _header_map(fields: list[tuple[str, str]], defects: Defects) -> dict[str, tu
     for name, value in fields[:MAX_HEADER_FIELDS]:
         collected.setdefault(clean(name, 100), []).append(header_text(value, MAX_HEADER_VALUE))
     return {name: tuple(values) for name, values in collected.items()}
-
-
-# ---------------------------------------------------------------------------------------------
-# Dedupe key
-
-
-def _dedupe_key(raw: bytes) -> str:
-    start = 0
-    if raw.startswith(b"From "):  # an mbox separator, written by the mail store
-        newline = raw.find(b"\n")
-        start = newline + 1 if newline != -1 else len(raw)
-    end, _ = _bounded_header_end(raw, start)  # the rest counts as body: still hashed
-    digest = hashlib.sha256()
-    for field_bytes in _header_fields(raw[start:end]):
-        if not _is_trace(field_bytes):
-            digest.update(canonical.header_field(field_bytes))
-    for chunk in canonical.body(raw, end):
-        digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _header_fields(block: bytes) -> list[bytes]:
-    """The fields of a header block, each with its continuation lines and line endings."""
-    fields: list[list[bytes]] = []
-    for line in block.splitlines(keepends=True):
-        if line[:1] in (b" ", b"\t") and fields:
-            fields[-1].append(line)
-        else:
-            fields.append([line])
-    return [b"".join(lines) for lines in fields]
-
-
-def _is_trace(field_bytes: bytes) -> bool:
-    name, colon, _ = field_bytes.partition(b":")
-    if not colon:
-        return False
-    return _is_trace_name(name.strip().lower().decode("ascii", "replace"))
-
-
-def _is_trace_name(key: str) -> bool:
-    return key in TRACE_FIELDS or key.startswith(TRACE_PREFIXES)

@@ -1,0 +1,42 @@
+"""Where a message's header block ends, found on the raw bytes without parsing (for the parser,
+which bounds what it reads, and for the dedupe key, which must never parse)."""
+
+from __future__ import annotations
+
+MAX_HEADER_BLOCK = 1024 * 1024  # bytes of header block read at most
+MAX_HEADER_LINES = 10_000  # lines of header block read at most
+
+
+def header_end(raw: bytes, start: int = 0) -> int:
+    """Where the header block that begins at ``start`` ends: at its first empty line.
+
+    The returned offset is just after the last header line's line ending; the empty line and
+    the body follow. Without an empty line, the whole message is header block.
+    """
+    if raw.startswith((b"\n", b"\r\n", b"\r"), start):
+        return start
+    if raw.find(b"\n", start, start + MAX_HEADER_BLOCK) == -1:
+        # No LF early on: CR-only line endings (old Mac), or a single line.
+        cr = raw.find(b"\r\r", start)
+        return cr + 1 if cr != -1 else len(raw)
+    ends = [p + 1 for p in (raw.find(b"\n\n", start), raw.find(b"\n\r\n", start)) if p != -1]
+    return min(ends) if ends else len(raw)
+
+
+def bounded_header_end(raw: bytes, start: int = 0) -> tuple[int, bool]:
+    """The header block's end, cut to MAX_HEADER_BLOCK bytes and MAX_HEADER_LINES lines.
+
+    Returns the offset (always just after a line ending when cut) and whether it was cut.
+    """
+    end = header_end(raw, start)
+    limit = min(end, start + MAX_HEADER_BLOCK)
+    newline = b"\n" if raw.find(b"\n", start, limit) != -1 else b"\r"
+    if limit == end and raw.count(newline, start, limit) <= MAX_HEADER_LINES:
+        return end, False
+    pos = start
+    for _ in range(MAX_HEADER_LINES):
+        found = raw.find(newline, pos, limit)
+        if found == -1:
+            break
+        pos = found + 1
+    return pos, True
