@@ -13,12 +13,13 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
-from datetime import date, datetime, tzinfo
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from mailbot import __version__
 from mailbot.cases.vocabulary import CLOSE_REASONS, SEVERITIES, STATUSES
+from mailbot.cli_args import date_arg, datetime_arg
 from mailbot.errors import ConfigError, MailbotError, StorageKeyError, UsageError
 
 if TYPE_CHECKING:
@@ -78,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     assess = csub.add_parser("assess", help="record severity and target resolution date")
     assess.add_argument("id", help=CASE_ID_HELP)
     assess.add_argument("--severity", required=True, choices=SEVERITIES, help="how bad it is")
-    assess.add_argument("--target", type=_date_arg, metavar="YYYY-MM-DD",
+    assess.add_argument("--target", type=date_arg, metavar="YYYY-MM-DD",
                         help="when the fix is expected")
     close = csub.add_parser("close", help="close with a reason")
     close.add_argument("id", help=CASE_ID_HELP)
@@ -103,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     dl = sub.add_parser("deadlines", help="the deadline watch")
     dsub = dl.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=_Parser)
     chk = dsub.add_parser("check", help="run the watch once (as if at --now), then send")
-    chk.add_argument("--now", type=_datetime_arg, metavar="ISO-8601",
+    chk.add_argument("--now", type=datetime_arg, metavar="ISO-8601",
                      help="pretend it is this time (with offset, e.g. 2026-11-23T10:00+01:00)")
 
     auth = sub.add_parser("auth", help="OAuth2 sign-in for the mailbox (see docs/oauth2.md)")
@@ -166,25 +167,6 @@ def _describe(parser: argparse.ArgumentParser, path: str = "") -> None:
                 if not child.description:
                     child.description = DESCRIPTIONS.get(command)
                 _describe(child, command)
-
-
-def _date_arg(value: str) -> date:
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a date such as 2026-12-15, got {value!r}") from None
-
-
-def _datetime_arg(value: str) -> datetime:
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        parsed = None
-    if parsed is None or parsed.tzinfo is None:
-        raise argparse.ArgumentTypeError(
-            f"expected an ISO-8601 time with offset such as 2026-11-23T10:00+01:00, got {value!r}")
-    return parsed
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mailbot.cli_args import actions_of
 from mailbot.errors import UsageError
 
 if TYPE_CHECKING:
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 
 
 def register(sub: Any, *, open_app: Callable[[Settings], App]) -> None:
-    cases = _actions(sub)
+    cases = actions_of(sub, "cases")
     p = cases.add_parser(
         "advisory", help="write a draft advisory (CSAF 2.0 or OSV JSON) from a case",
         description="A draft advisory from the case: title, CVE ids, severity, the CVSS "
@@ -27,14 +28,6 @@ def register(sub: Any, *, open_app: Callable[[Settings], App]) -> None:
     p.add_argument("--format", required=True, choices=("csaf", "osv"), help="the format")
     p.add_argument("--out", type=Path, metavar="F", help="write here instead of stdout")
     p.set_defaults(handler=advisory_command, open_app=open_app)
-
-
-def _actions(sub: Any) -> Any:
-    parser = sub.choices["cases"]
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return action
-    raise AssertionError("the cases command has its actions")
 
 
 def advisory_command(settings: Settings, args: argparse.Namespace) -> int:

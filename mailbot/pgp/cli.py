@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mailbot.cli_args import actions_of
 from mailbot.errors import UsageError
 
 if TYPE_CHECKING:
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 def register(sub: Any, *, open_app: Callable[[Settings], App]) -> None:
     """Add the PGP actions to ``keys`` and ``cases`` (made here when no one made them yet).
     ``open_app``: how the CLI opens the app on a database at the latest schema."""
-    keys = _actions(sub, "keys", "keys: reporters' OpenPGP keys (and the storage key)")
+    keys = actions_of(sub, "keys", "keys: reporters' OpenPGP keys (and the storage key)")
     imp = keys.add_parser(
         "import", help="record a reporter's OpenPGP public key (mail to them is encrypted)",
         description="Import the public key(s) in FILE into [pgp] home and record each for the "
@@ -35,25 +36,13 @@ def register(sub: Any, *, open_app: Callable[[Settings], App]) -> None:
                                       "where the key came from, and when it expires.")
     lst.add_argument("--json", action="store_true", help="one JSON array")
     lst.set_defaults(handler=list_command)
-    cases = _actions(sub, "cases", "list, show and change cases")
+    cases = actions_of(sub, "cases", "list, show and change cases")
     retry = cases.add_parser(
         "retry-decrypt", help="decrypt again the cases flagged undecryptable (after a key fix)",
         description="Reprocess the messages of undecryptable cases with the current key and "
                     "passphrase. Nothing is created or sent twice.")
     retry.add_argument("id", nargs="?", help="one case id (default: every undecryptable case)")
     retry.set_defaults(handler=retry_command, open_app=open_app)
-
-
-def _actions(sub: Any, name: str, helptext: str) -> Any:
-    parser = sub.choices.get(name)
-    if parser is None:
-        parser = sub.add_parser(name, help=helptext, description=helptext[0].upper()
-                                + helptext[1:] + ".")
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return action
-    return parser.add_subparsers(dest="action", metavar="ACTION", required=True,
-                                 parser_class=type(parser))
 
 
 def _pgp(settings: Settings) -> Any:

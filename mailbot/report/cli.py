@@ -7,10 +7,10 @@ import json
 import os
 import sys
 import tempfile
-from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mailbot.cli_args import date_arg
 from mailbot.errors import UsageError
 
 if TYPE_CHECKING:
@@ -27,9 +27,9 @@ def register(sub: Any) -> None:
         description="How well the promises were kept, per month and in total, from the "
         "deadlines stored on the cases. Default: the last 12 months, as HTML to "
         f"{DEFAULT_HTML}.")
-    p.add_argument("--since", type=_date, metavar="YYYY-MM-DD",
+    p.add_argument("--since", type=date_arg, metavar="YYYY-MM-DD",
                    help="first day (local) of the period; default: 12 months back")
-    p.add_argument("--until", type=_date, metavar="YYYY-MM-DD",
+    p.add_argument("--until", type=date_arg, metavar="YYYY-MM-DD",
                    help="last day (local) of the period, included; default: today")
     p.add_argument("--format", choices=FORMATS, default="html",
                    help="html (one self-contained file with charts), json or csv")
@@ -37,14 +37,6 @@ def register(sub: Any) -> None:
                    help=f"where to write ('-' = standard output); default: {DEFAULT_HTML} for "
                    "html, standard output for json and csv")
     p.set_defaults(handler=run)
-
-
-def _date(value: str) -> date:
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a date such as 2026-01-31, got {value!r}") from None
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:

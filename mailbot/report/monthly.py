@@ -15,31 +15,15 @@ from datetime import date, datetime, timedelta
 from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import SMTP
-from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from mailbot.cases.models import Outbox
-from mailbot.config import Settings
-from mailbot.deadlines.calendar import BusinessCalendar
+from mailbot.deadlines.watch import Running
 from mailbot.outbox import OutgoingMail, enqueue
 from mailbot.outgoing import Writer
 from mailbot.report.figures import Figures, Period
-from mailbot.store import Database
-
-
-class App(Protocol):
-    """What the monthly report needs of ``mailbot.app.App``."""
-
-    @property
-    def settings(self) -> Settings: ...
-    @property
-    def calendar(self) -> BusinessCalendar: ...
-    @property
-    def db(self) -> Database: ...
-    @property
-    def writer(self) -> Writer: ...
 
 log = logging.getLogger("mailbot.report")
 
@@ -51,7 +35,7 @@ def previous_month(today: date) -> Period:
     return Period(last.replace(day=1), last)
 
 
-def first_business_day(app: App, today: date) -> date:
+def first_business_day(app: Running, today: date) -> date:
     day = today.replace(day=1)
     while not app.calendar.is_business_day(day):
         day += timedelta(days=1)
@@ -62,7 +46,7 @@ def report_message_id(writer: Writer, month: date) -> str:
     return writer.message_id("mailbot", KIND, f"monthly-report:{month:%Y-%m}")
 
 
-def monthly_report_due(app: App, now: datetime) -> int:
+def monthly_report_due(app: Running, now: datetime) -> int:
     """Queue last month's report if it is time and it was not queued yet; return 1 or 0."""
     recipients = list(app.settings.report.monthly_to)
     if not recipients:

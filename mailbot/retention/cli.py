@@ -6,10 +6,10 @@ import argparse
 import getpass
 import json
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mailbot.cli_args import actions_of, datetime_arg
 from mailbot.errors import UsageError
 
 if TYPE_CHECKING:
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 def register(sub: Any) -> None:
     """Add ``purge`` and ``export`` to ``cases``, and the ``retention`` command."""
-    cases = _actions(sub, "cases", "list, show and change cases")
+    cases = actions_of(sub, "cases", "list, show and change cases")
     purge = cases.add_parser(
         "purge", help="erase a case's content; keep its skeleton and a purged event",
         description="Erase the content of a case and all its messages (raw bytes, subjects, "
@@ -49,32 +49,10 @@ def register(sub: Any) -> None:
     apply = rsub.add_parser("apply", help="purge now what the policy says (lists the ids)",
                             description="Purge now the closed cases the retention policy "
                                         "says to purge, and list them.")
-    apply.add_argument("--now", type=_when, metavar="ISO-8601",
+    apply.add_argument("--now", type=datetime_arg, metavar="ISO-8601",
                        help="judge as if it were this time (with offset)")
     apply.add_argument("--dry-run", action="store_true", help="list, purge nothing")
     apply.set_defaults(handler=retention_command)
-
-
-def _actions(sub: Any, name: str, helptext: str) -> Any:
-    parser = sub.choices.get(name)
-    if parser is None:
-        parser = sub.add_parser(name, help=helptext)
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return action
-    return parser.add_subparsers(dest="action", metavar="ACTION", required=True,
-                                 parser_class=type(parser))
-
-
-def _when(value: str) -> datetime:
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        parsed = None
-    if parsed is None or parsed.tzinfo is None:
-        raise argparse.ArgumentTypeError(
-            f"expected an ISO-8601 time with offset such as 2026-11-23T10:00+01:00, got {value!r}")
-    return parsed
 
 
 def _open(settings: Settings) -> App:

@@ -242,7 +242,7 @@ def test_cli_refuses_a_period_that_ends_before_it_starts(
     with pytest.raises(SystemExit) as exit_:
         main(["--config", str(config), "report", "--since", "June"])
     assert exit_.value.code == 2
-    assert "expected a date such as 2026-01-31, got 'June'" in capsys.readouterr().err
+    assert "expected a date such as 2026-12-15, got 'June'" in capsys.readouterr().err
 
 
 def test_cli_on_a_database_never_migrated_says_to_migrate(
