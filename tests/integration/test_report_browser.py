@@ -9,41 +9,22 @@ import shutil
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
+from selenium.common.exceptions import NoAlertPresentException
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
 
 from mailbot.report.html import render_html
 from mailbot.report.service import Period, build_figures
 from tests import report_world as world
-
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-
-if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
-    if os.environ.get("MAILBOT_TEST_REQUIRE_SERVERS") == "1":
-        pytest.fail(f"{CHROMIUM} and {CHROMEDRIVER} are needed (apt-get install chromium "
-                    "chromium-driver)", pytrace=False)
-    pytest.skip("no Chromium (apt-get install chromium chromium-driver)", allow_module_level=True)
-
-from selenium import webdriver  # noqa: E402
-from selenium.common.exceptions import NoAlertPresentException  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
-from selenium.webdriver.common.by import By  # noqa: E402
+from tests.servers.chromium import chromium
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[webdriver.Chrome]:
-    options = webdriver.ChromeOptions()
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--window-size=1280,1700"):
-        options.add_argument(arg)
-    options.binary_location = CHROMIUM
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    # The driver named explicitly: Selenium must not try to download one.
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    try:
-        yield driver
-    finally:
-        driver.quit()
+def browser() -> Iterator[WebDriver]:
+    yield from chromium("1280,1700")
 
 
 @pytest.fixture(scope="module")
@@ -61,22 +42,22 @@ def report_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 @pytest.fixture(scope="module")
-def loaded(browser: webdriver.Chrome, report_file: Path) -> webdriver.Chrome:
+def loaded(browser: WebDriver, report_file: Path) -> WebDriver:
     browser.get(report_file.as_uri())
     return browser
 
 
-def test_report_loads_without_any_network_request(loaded: webdriver.Chrome) -> None:
+def test_report_loads_without_any_network_request(loaded: WebDriver) -> None:
     assert loaded.title == "Security report: response times"
     resources = loaded.execute_script(
         "return performance.getEntriesByType('resource').map(e => e.name)")
     assert resources == []
-    logs = loaded.get_log("browser")  # type: ignore[no-untyped-call]
+    logs: list[dict[str, Any]] = cast(Any, loaded).get_log("browser")  # Chromium's driver has it
     errors = [e for e in logs if e["level"] == "SEVERE"]
     assert errors == []
 
 
-def test_every_chart_is_a_drawn_svg(loaded: webdriver.Chrome) -> None:
+def test_every_chart_is_a_drawn_svg(loaded: WebDriver) -> None:
     charts = loaded.find_elements(By.CSS_SELECTOR, "figure.chart")
     assert [c.get_attribute("id") for c in charts] == [
         "chart-reports", "chart-ack_distribution", "chart-on_time_share"]
@@ -90,7 +71,7 @@ def test_every_chart_is_a_drawn_svg(loaded: webdriver.Chrome) -> None:
         assert chart.text.strip()
 
 
-def test_screenshot_of_the_report(loaded: webdriver.Chrome, tmp_path: Path) -> None:
+def test_screenshot_of_the_report(loaded: WebDriver, tmp_path: Path) -> None:
     shot = tmp_path / "report.png"
     assert loaded.save_screenshot(str(shot))
     assert shot.stat().st_size > 20_000
@@ -100,7 +81,7 @@ def test_screenshot_of_the_report(loaded: webdriver.Chrome, tmp_path: Path) -> N
         shutil.copy(shot, keep)
 
 
-def test_hostile_subject_is_text_cut_and_never_run(loaded: webdriver.Chrome) -> None:
+def test_hostile_subject_is_text_cut_and_never_run(loaded: WebDriver) -> None:
     with pytest.raises(NoAlertPresentException):
         loaded.switch_to.alert.text  # noqa: B018
     assert loaded.find_elements(By.TAG_NAME, "script") == []
