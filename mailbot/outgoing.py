@@ -94,6 +94,24 @@ class Writer:
                             envelope_from=envelope_from, recipients=to,
                             subject=rendered.subject, data=data)
 
+    def build_for_team(
+        self,
+        *,
+        template: str,
+        context: Mapping[str, Any],
+        case_id: str | None,
+        kind: str,
+        message_id: str,
+        to: list[str],
+        now: datetime,
+        references: tuple[str, ...] = (),
+    ) -> OutgoingMail:
+        """Mail to on-call or the team (alerts, reminders, the digest, reports): from our own
+        address, so that a bounce reaches us, and marked auto-generated."""
+        return self.build(template=template, context=context, case_id=case_id, kind=kind,
+                          message_id=message_id, to=to, envelope_from=self.settings.own_address,
+                          auto_submitted="auto-generated", now=now, references=references)
+
 
 def receipt(writer: Writer, case: Case, msg: InboundMessage, dedupe: str,
             now: datetime, *, report_encrypted: bool = False) -> OutgoingMail:
@@ -140,7 +158,7 @@ def alert(writer: Writer, *, recipients: list[str], case_id: str | None, what: s
     ``closing`` replaces the alert's last line (that the message in question is kept)."""
     if not recipients:
         return None
-    return writer.build(
+    return writer.build_for_team(
         template="alert",
         context={"what": what, "case_id": case_id or "", "details": dict(details),
                  "closing": closing},
@@ -148,8 +166,6 @@ def alert(writer: Writer, *, recipients: list[str], case_id: str | None, what: s
         kind="alert",
         message_id=writer.message_id(case_id or "mailbot", "alert", cause),
         to=recipients,
-        envelope_from=writer.settings.own_address,
-        auto_submitted="auto-generated",
         now=now,
     )
 
@@ -230,7 +246,7 @@ def reminder(
     nothing) so that it sits beside the case in a mail client that has the report.
     """
     kind = STAGE_KINDS[stage]
-    return writer.build(
+    return writer.build_for_team(
         template=kind,
         context={
             "case_id": case.id,
@@ -250,8 +266,6 @@ def reminder(
         kind=kind,
         message_id=writer.message_id(case.id, kind, f"{deadline}:{stage}"),
         to=recipients,
-        envelope_from=writer.settings.own_address,
-        auto_submitted="auto-generated",
         now=now,
         references=(report_message_id,) if report_message_id else (),
     )
@@ -296,7 +310,7 @@ def digest(
         groups.append({"title": title, "cases": rows})
     undated = [_digest_row(writer, e.case, e.deadline, now) for e in entries if e.deadline is None]
     groups.append({"title": "No running deadline", "cases": undated})
-    return writer.build(
+    return writer.build_for_team(
         template="digest",
         context={
             "day_local": day.strftime("%A %d %B %Y"),
@@ -311,8 +325,6 @@ def digest(
         kind="digest",
         message_id=digest_message_id(writer, day),
         to=recipients,
-        envelope_from=writer.settings.own_address,
-        auto_submitted="auto-generated",
         now=now,
     )
 
@@ -385,7 +397,7 @@ def promise_reminder(
                   "first line of a reply to the thread.")
         facts += [("Disclosure", disclosure), ("Time left", time_left(due, now))]
     facts.append(("Credit", _credit_line(case)))
-    return writer.build(
+    return writer.build_for_team(
         template="promise",
         context={
             "case_id": case.id, "status": case.status,
@@ -398,8 +410,6 @@ def promise_reminder(
         kind=kind,
         message_id=writer.message_id(case.id, kind, f"{kind}:{stage}"),
         to=recipients,
-        envelope_from=writer.settings.own_address,
-        auto_submitted="auto-generated",
         now=now,
         references=(report_message_id,) if report_message_id else (),
     )

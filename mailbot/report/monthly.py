@@ -98,7 +98,7 @@ def report_mail(writer: Writer, figures: Figures, *, recipients: list[str], mess
 
     t, since = figures.totals, figures.period.since
     attachment = f"security-report-{since:%Y-%m}.html"
-    mail = writer.build(
+    mail = writer.build_for_team(
         template="monthly-report",
         context={
             "month_name": since.strftime("%B %Y"),
@@ -126,8 +126,6 @@ def report_mail(writer: Writer, figures: Figures, *, recipients: list[str], mess
         kind=KIND,
         message_id=message_id,
         to=recipients,
-        envelope_from=writer.settings.own_address,
-        auto_submitted="auto-generated",
         now=now,
     )
     message = message_from_bytes(mail.data, _class=EmailMessage, policy=SMTP)
