@@ -15,27 +15,14 @@ from sqlalchemy import func, select
 
 from mailbot.app import App
 from mailbot.cases.models import Case, InboundFailure, Message
-from mailbot.config import MailboxSettings, SmtpSettings
 from mailbot.mail.parse import dedupe_key
-from tests import factories
-from tests.integration.test_header_properties import OWN, deliver
+from tests.integration.test_header_properties import app_on, deliver
 from tests.unit.test_corpus import FILES
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[App]:
-    url = None
-    if request.param == "postgresql":
-        pytest.importorskip("psycopg")
-        url = request.getfixturevalue("pg_url")
-    instance = factories.app(
-        factories.settings(
-            tmp_path,
-            MailboxSettings(host="127.0.0.1", username=OWN),
-            SmtpSettings(host="127.0.0.1", from_address=f"Example Security <{OWN}>"),
-            database_url=url,
-        )
-    )
+    instance = app_on(request, tmp_path)
     yield instance
     instance.close()
 

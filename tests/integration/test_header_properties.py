@@ -82,13 +82,14 @@ def build(fields: list[tuple[str, str]], text: str) -> bytes:
     return head + b"\r\n" + text.encode("utf-8", "surrogateescape")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[App]:
+def app_on(request: pytest.FixtureRequest, tmp_path: Path) -> App:
+    """An app on SQLite or PostgreSQL (the fixture's param), with no mailbox to read: messages
+    reach intake through ``deliver``."""
     url = None
     if request.param == "postgresql":
         pytest.importorskip("psycopg")
         url = request.getfixturevalue("pg_url")
-    instance = factories.app(
+    return factories.app(
         factories.settings(
             tmp_path,
             MailboxSettings(host="127.0.0.1", username=OWN),
@@ -96,6 +97,11 @@ def app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[App]:
             database_url=url,
         )
     )
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[App]:
+    instance = app_on(request, tmp_path)
     seed = b"From: rita@reporter.example\r\nMessage-ID: <seed@reporter.example>\r\n\r\nhi\r\n"
     deliver(instance, seed)
     yield instance
