@@ -1,6 +1,7 @@
 """``mailbot cases advisory ID --format csaf|osv``: a draft advisory from a case on real servers.
 
-The credit appears only when the reporter agreed to be named.
+The credit appears only when the reporter agreed to be named; every document written is checked
+against the published CSAF 2.0 / OSV schema.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests import mailflow
+from tests.advisory_schemas import CSAF, OSV, errors
 from tests.integration.test_commands import (
     cli,  # noqa: F401  (a fixture)
     send_commands,
@@ -43,6 +45,7 @@ def advisory(cli: Any, case_id: str, fmt: str, tmp_path: Path) -> dict[str, Any]
     status, stdout, err = cli("cases", "advisory", case_id, "--format", fmt, "--out", str(out))
     assert (status, stdout, err) == (0, "", "")
     loaded: dict[str, Any] = json.loads(out.read_text())
+    assert errors(CSAF if fmt == "csaf" else OSV, loaded) == []
     return loaded
 
 
@@ -51,7 +54,7 @@ def test_osv_carries_cve_vector_dates_and_the_named_credit(
 ) -> None:
     case_id = prepared_case(flow, '/credit "Rita Reporter, Example Labs"')
     doc = advisory(cli, case_id, "osv", tmp_path)
-    assert doc["id"] == case_id and doc["schema_version"] == "1.6.0"
+    assert doc["id"] == f"x_{case_id}" and doc["schema_version"] == "1.7.5"
     assert doc["modified"].endswith("Z") and doc["published"] == "2027-01-15T00:00:00Z"
     assert doc["aliases"] == ["CVE-2026-5555"]
     assert doc["severity"] == [{"type": "CVSS_V3", "score": VECTOR}]
@@ -72,6 +75,7 @@ def test_csaf_is_a_draft_with_acknowledgments_only_when_named(
     assert document["acknowledgments"] == [{"names": ["Rita Reporter"]}]
     assert document["aggregate_severity"] == {"text": "critical"}
     assert [v["cve"] for v in doc["vulnerabilities"]] == ["CVE-2026-5555"]
+    assert doc["vulnerabilities"][0]["scores"][0]["cvss_v3"]["vectorString"] == VECTOR
 
     anonymous = prepared_case(flow, "/anonymous")
     for fmt in ("csaf", "osv"):
