@@ -51,8 +51,6 @@ class Daemon:
         self.smtp_login = RefusedLogins(app, "smtp", app.settings.smtp.login_retry_seconds)
         # Set once this instance has read the mailbox; the IDLE watchers connect only then.
         self.mailbox_ok = threading.Event()
-        # Set when something was queued while a drain ran: that drain goes round once more.
-        self._drain_again = False
 
     async def run(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
@@ -165,13 +163,8 @@ class Daemon:
         if self._waiting("mailbox"):
             return
         async with self.busy["mailbox"]:
-            loop = asyncio.get_running_loop()
-
-            def committed() -> None:  # in intake's thread, after each batch that queued mail
-                loop.call_soon_threadsafe(self.wake_outbox)
-
             try:
-                report = await asyncio.to_thread(self.app.read_mailbox, committed)
+                report = await asyncio.to_thread(self.app.read_mailbox)
             except LoginRefused as exc:
                 self.mailbox_ok.clear()
                 delay = await asyncio.to_thread(self.imap_login.refused, exc)
@@ -194,14 +187,6 @@ class Daemon:
                 await asyncio.to_thread(self.imap_login.accepted)
                 self.mailbox_ok.set()
         if report.opened or report.added or report.quarantined:
-            self.wake_outbox()
-
-    def wake_outbox(self) -> None:
-        """Drain the outbox now; if a drain is running, it goes round once more when done (a
-        wake-up while the job runs would be dropped by the scheduler)."""
-        if self.busy["outbox"].locked():
-            self._drain_again = True
-        else:
             self.wake("outbox")
 
     async def _note_failure(self, error: str) -> None:
@@ -225,21 +210,17 @@ class Daemon:
         if self._waiting("outbox"):
             return
         async with self.busy["outbox"]:
-            again = True
-            while again:
-                self._drain_again = False
-                try:
-                    report = await self.app.drain_outbox()
-                except SmtpLoginRefused as exc:
-                    delay = await asyncio.to_thread(self.smtp_login.refused, exc)
-                    self._postpone("outbox", delay)
-                    return
-                except TemporaryError as exc:
-                    log.warning("outbox drain failed: %s", _one_line(exc))
-                    return
-                if report.sent or report.retried or report.failed:  # the server let us in
-                    await asyncio.to_thread(self.smtp_login.accepted)
-                again = self._drain_again and not self._waiting("outbox")
+            try:
+                report = await self.app.drain_outbox()
+            except SmtpLoginRefused as exc:
+                delay = await asyncio.to_thread(self.smtp_login.refused, exc)
+                self._postpone("outbox", delay)
+                return
+            except TemporaryError as exc:
+                log.warning("outbox drain failed: %s", _one_line(exc))
+                return
+            if report.sent or report.retried or report.failed:  # the server let us in
+                await asyncio.to_thread(self.smtp_login.accepted)
 
     async def deadlines_job(self) -> None:
         # The heartbeat rides on the job that runs every minute whatever happens to the mailbox

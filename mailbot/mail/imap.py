@@ -50,10 +50,6 @@ IDLE_RENEW_SECONDS = 10 * 60
 STOP_CHECK_SECONDS = 0.5
 # Without IDLE, how often a NOOP asks the server for news while waiting.
 NOOP_EVERY_SECONDS = 5.0
-# While mail is coming in (``linger`` in wait_for_news), how often a NOOP asks for more. Dovecot
-# announces a change in IDLE only 500 ms after it happens (a fixed delay, to gather several
-# changes into one notice); a NOOP makes it look at once.
-LINGER_NOOP_SECONDS = 0.05
 # A batch is also cut by size, so a run of large messages is never held in memory at once.
 MAX_BATCH_BYTES = 16 * 1024 * 1024
 
@@ -404,8 +400,7 @@ class ImapMailbox:
     # -- waiting ---------------------------------------------------------------------------------
 
     def wait_for_news(
-        self, folder: str, timeout: float, stop: threading.Event | None = None,
-        *, linger: float = 0.0,
+        self, folder: str, timeout: float, stop: threading.Event | None = None
     ) -> bool:
         """Wait until mail may have arrived in ``folder``.
 
@@ -414,10 +409,6 @@ class ImapMailbox:
         (IDLE itself only reports what happens while it runs); False after ``timeout`` or once
         ``stop`` is set. Without IDLE (or with ``idle = false``): NOOP now and then, True after
         ``timeout`` (time to look), False when stopped.
-
-        ``linger``: for this many seconds first, ask with a NOOP every ``LINGER_NOOP_SECONDS``
-        instead of waiting in IDLE (the caller passes it while mail is coming in: a server may
-        announce new mail in IDLE late, Dovecot half a second late).
         """
         deadline = time.monotonic() + timeout
         state = self._still_selected(folder)
@@ -431,9 +422,6 @@ class ImapMailbox:
         if self._arrived_since_fetch(folder, state):
             return True
         if self._idle_supported and self.settings.idle:
-            if linger > 0 and self._linger(folder, min(deadline, time.monotonic() + linger),
-                                           stop):
-                return True
             return self._idle_until(folder, deadline, stop)
         return self._poll_until(folder, deadline, stop)
 
@@ -476,15 +464,6 @@ class ImapMailbox:
             pending = self._take_exists()
             if pending or announces_new_mail(responses):
                 log.debug("idle on %s: new mail announced", folder)
-                return True
-        return False
-
-    def _linger(self, folder: str, until: float, stop: threading.Event | None) -> bool:
-        """NOOP every LINGER_NOOP_SECONDS until ``until``: True as soon as one finds news."""
-        while not stopped(stop) and time.monotonic() < until:
-            wait(stop, LINGER_NOOP_SECONDS)
-            if not stopped(stop) and self._news_pending(folder):
-                log.debug("news on %s found by NOOP", folder)
                 return True
         return False
 
