@@ -17,7 +17,7 @@ import asyncio
 import logging
 import secrets
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -45,6 +45,8 @@ from mailbot.store import Database, LeaderLock
 log = logging.getLogger("mailbot.app")
 
 IDLE_READY_CHECK_SECONDS = 0.5
+# After IDLE announced mail, how long the watcher keeps asking (NOOP) before it idles again.
+LINGER_SECONDS = 2.0
 
 
 @dataclass
@@ -136,8 +138,10 @@ class App:
 
     # -- the three jobs, each usable alone ---------------------------------------------------
 
-    def read_mailbox(self) -> PassReport:
-        """Blocking: one pass over every watched folder (when this instance is the reader)."""
+    def read_mailbox(self, on_commit: Callable[[], None] | None = None) -> PassReport:
+        """Blocking: one pass over every watched folder (when this instance is the reader).
+
+        ``on_commit`` is called after each batch that changed something has committed."""
         if not self.leader.try_acquire():
             log.debug("another instance reads the mailbox")
             return PassReport()
@@ -152,7 +156,7 @@ class App:
             mailbox.connect()
             self._mailbox = mailbox
         runner = MailboxRunner(self.db, self._mailbox, self.intake, self._on_quarantine,
-                               batch_size=self.settings.mailbox.batch_size)
+                               batch_size=self.settings.mailbox.batch_size, on_commit=on_commit)
         try:
             report = runner.run_pass()
         except MailboxUnavailable:
@@ -222,8 +226,13 @@ def idle_watch(app: App, folder: str, stop: threading.Event, on_news: Any,
             with ImapMailbox(settings, credentials=app.credentials.imap) as mailbox:
                 connected = True
                 delay = 1.0
+                news = False
                 while not stop.is_set() and mailbox.login_current():  # else log in afresh
-                    if mailbox.wait_for_news(folder, settings.poll_seconds, stop=stop):
+                    # Right after news, more is likely (a burst, a backlog being delivered):
+                    # ask for it with NOOPs for a while instead of waiting for IDLE's notice.
+                    news = mailbox.wait_for_news(folder, settings.poll_seconds, stop=stop,
+                                                 linger=LINGER_SECONDS if news else 0.0)
+                    if news:
                         on_news()
         except LoginRefused:
             mailbox_ok.clear()  # the mailbox job will say so at its next pass

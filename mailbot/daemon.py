@@ -26,6 +26,7 @@ from mailbot.deadlines.watch import digest_due
 from mailbot.errors import LoginRefused, MailbotError, SmtpLoginRefused, TemporaryError
 from mailbot.health import records as health
 from mailbot.health.logins import RefusedLogins
+from mailbot.intake.runner import PassReport
 
 log = logging.getLogger("mailbot.daemon")
 
@@ -51,6 +52,8 @@ class Daemon:
         self.smtp_login = RefusedLogins(app, "smtp", app.settings.smtp.login_retry_seconds)
         # Set once this instance has read the mailbox; the IDLE watchers connect only then.
         self.mailbox_ok = threading.Event()
+        # Jobs woken while they ran: each goes round once more when done.
+        self._again: set[str] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
@@ -141,13 +144,24 @@ class Daemon:
             log.info("retention: purged %d closed cases", len(purged))
 
     def wake(self, job_id: str) -> None:
-        """Run ``job_id`` now, unless it is waiting out a backoff."""
+        """Run ``job_id`` now, unless it is waiting out a backoff. A job that is running goes
+        round once more when it is done: the scheduler drops a wake-up that comes while its job
+        runs, and mail announced during a long pass would wait for the next poll."""
+        if job_id in self.busy and self.busy[job_id].locked():
+            self._again.add(job_id)
+            return
         job = self.scheduler.get_job(job_id)
         if job is None or not self.scheduler.running:
             return
         if asyncio.get_running_loop().time() < self._not_before.get(job_id, 0.0):
             return
         job.modify(next_run_time=datetime.now(UTC))
+
+    def _go_again(self, job_id: str) -> bool:
+        """Whether ``job_id`` was woken while it ran (and may run now); clears the mark."""
+        woken = job_id in self._again
+        self._again.discard(job_id)
+        return woken and not self._waiting(job_id)
 
     def _postpone(self, job_id: str, seconds: float) -> None:
         """The job's next run is in ``seconds``, not at its next interval nor at a wake-up."""
@@ -163,31 +177,48 @@ class Daemon:
         if self._waiting("mailbox"):
             return
         async with self.busy["mailbox"]:
-            try:
-                report = await asyncio.to_thread(self.app.read_mailbox)
-            except LoginRefused as exc:
-                self.mailbox_ok.clear()
-                delay = await asyncio.to_thread(self.imap_login.refused, exc)
-                self._postpone("mailbox", delay)
-                self.wake("outbox")  # the alert to on-call
-                return
-            except TemporaryError as exc:
-                self.mailbox_ok.clear()
-                self._mailbox_failures += 1
-                delay = min(2 ** self._mailbox_failures, MAX_BACKOFF_SECONDS)
-                self._postpone("mailbox", delay)
-                log.warning("mailbox pass failed (%s); next try in %d s", _one_line(exc), delay)
-                await self._note_failure(_one_line(exc))
-                return
-            except MailbotError:
-                log.exception("mailbox pass failed")
-                return
-            self._mailbox_failures = 0
-            if self.app.leader.held:
-                await asyncio.to_thread(self.imap_login.accepted)
-                self.mailbox_ok.set()
-        if report.opened or report.added or report.quarantined:
+            changed = False
+            while True:
+                report = await self._read_mailbox()
+                if report is None:
+                    return
+                changed = changed or bool(report.opened or report.added or report.quarantined)
+                if not self._go_again("mailbox"):
+                    break
+        if changed:
             self.wake("outbox")
+
+    async def _read_mailbox(self) -> PassReport | None:
+        """One pass; None when it failed (and what follows from that is arranged)."""
+        loop = asyncio.get_running_loop()
+
+        def committed() -> None:  # in intake's thread, after each batch that changed something
+            loop.call_soon_threadsafe(self.wake, "outbox")
+
+        try:
+            report = await asyncio.to_thread(self.app.read_mailbox, committed)
+        except LoginRefused as exc:
+            self.mailbox_ok.clear()
+            delay = await asyncio.to_thread(self.imap_login.refused, exc)
+            self._postpone("mailbox", delay)
+            self.wake("outbox")  # the alert to on-call
+            return None
+        except TemporaryError as exc:
+            self.mailbox_ok.clear()
+            self._mailbox_failures += 1
+            delay = min(2 ** self._mailbox_failures, MAX_BACKOFF_SECONDS)
+            self._postpone("mailbox", delay)
+            log.warning("mailbox pass failed (%s); next try in %d s", _one_line(exc), delay)
+            await self._note_failure(_one_line(exc))
+            return None
+        except MailbotError:
+            log.exception("mailbox pass failed")
+            return None
+        self._mailbox_failures = 0
+        if self.app.leader.held:
+            await asyncio.to_thread(self.imap_login.accepted)
+            self.mailbox_ok.set()
+        return report
 
     async def _note_failure(self, error: str) -> None:
         """For `mailbot health`: why the mailbox was not read (when the database can say it)."""
@@ -210,17 +241,20 @@ class Daemon:
         if self._waiting("outbox"):
             return
         async with self.busy["outbox"]:
-            try:
-                report = await self.app.drain_outbox()
-            except SmtpLoginRefused as exc:
-                delay = await asyncio.to_thread(self.smtp_login.refused, exc)
-                self._postpone("outbox", delay)
-                return
-            except TemporaryError as exc:
-                log.warning("outbox drain failed: %s", _one_line(exc))
-                return
-            if report.sent or report.retried or report.failed:  # the server let us in
-                await asyncio.to_thread(self.smtp_login.accepted)
+            while True:
+                try:
+                    report = await self.app.drain_outbox()
+                except SmtpLoginRefused as exc:
+                    delay = await asyncio.to_thread(self.smtp_login.refused, exc)
+                    self._postpone("outbox", delay)
+                    return
+                except TemporaryError as exc:
+                    log.warning("outbox drain failed: %s", _one_line(exc))
+                    return
+                if report.sent or report.retried or report.failed:  # the server let us in
+                    await asyncio.to_thread(self.smtp_login.accepted)
+                if not self._go_again("outbox"):
+                    return
 
     async def deadlines_job(self) -> None:
         # The heartbeat rides on the job that runs every minute whatever happens to the mailbox

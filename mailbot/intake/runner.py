@@ -55,12 +55,16 @@ class PassReport:
 
 class MailboxRunner:
     def __init__(self, db: Database, mailbox: Mailbox, intake: Intake,
-                 on_quarantine: QuarantineAlert, batch_size: int = 100) -> None:
+                 on_quarantine: QuarantineAlert, batch_size: int = 100,
+                 on_commit: Callable[[], None] | None = None) -> None:
         self.db = db
         self.mailbox = mailbox
         self.intake = intake
         self.on_quarantine = on_quarantine
         self.batch_size = batch_size
+        # Called after each batch that changed something has committed (the daemon starts the
+        # outbox drain with it, so receipts go out while the rest of a backlog is read).
+        self.on_commit = on_commit
 
     def run_pass(self) -> PassReport:
         """Everything new in every watched folder, then the retries of earlier failures."""
@@ -109,6 +113,7 @@ class MailboxRunner:
         batch: Iterable[FetchedMessage], report: PassReport,
     ) -> None:
         """One transaction: each message in a savepoint, then the cursor."""
+        before = report.opened + report.added + report.quarantined
         with self.db.session() as session:
             for fetched in batch:
                 outcome = process_alone(session, fetched, self.intake)
@@ -120,6 +125,9 @@ class MailboxRunner:
                         self._forget_failure(session, fetched)
             if advance_to is not None:
                 _advance(session, folder, uidvalidity, advance_to, self.intake.clock.now())
+        changed = report.opened + report.added + report.quarantined > before
+        if changed and self.on_commit is not None:
+            self.on_commit()
 
     def _failed(self, session: Session, fetched: FetchedMessage, exc: Exception,
                 report: PassReport) -> None:

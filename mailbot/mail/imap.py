@@ -50,6 +50,9 @@ IDLE_RENEW_SECONDS = 10 * 60
 STOP_CHECK_SECONDS = 0.5
 # Without IDLE, how often a NOOP asks the server for news while waiting.
 NOOP_EVERY_SECONDS = 5.0
+# While mail is coming in (``linger``), how often a NOOP asks for more: a server may announce news
+# in IDLE late (Dovecot gathers changes for 500 ms); a NOOP makes it look at once.
+LINGER_NOOP_SECONDS = 0.05
 # A batch is also cut by size, so a run of large messages is never held in memory at once.
 MAX_BATCH_BYTES = 16 * 1024 * 1024
 
@@ -400,7 +403,8 @@ class ImapMailbox:
     # -- waiting ---------------------------------------------------------------------------------
 
     def wait_for_news(
-        self, folder: str, timeout: float, stop: threading.Event | None = None
+        self, folder: str, timeout: float, stop: threading.Event | None = None,
+        *, linger: float = 0.0,
     ) -> bool:
         """Wait until mail may have arrived in ``folder``.
 
@@ -409,6 +413,9 @@ class ImapMailbox:
         (IDLE itself only reports what happens while it runs); False after ``timeout`` or once
         ``stop`` is set. Without IDLE (or with ``idle = false``): NOOP now and then, True after
         ``timeout`` (time to look), False when stopped.
+
+        ``linger``: for this many seconds first, ask with a NOOP every ``LINGER_NOOP_SECONDS``
+        instead of waiting in IDLE (the caller passes it while mail is coming in).
         """
         deadline = time.monotonic() + timeout
         state = self._still_selected(folder)
@@ -422,6 +429,9 @@ class ImapMailbox:
         if self._arrived_since_fetch(folder, state):
             return True
         if self._idle_supported and self.settings.idle:
+            if linger > 0 and self._linger(folder, min(deadline, time.monotonic() + linger),
+                                           stop):
+                return True
             return self._idle_until(folder, deadline, stop)
         return self._poll_until(folder, deadline, stop)
 
@@ -464,6 +474,15 @@ class ImapMailbox:
             pending = self._take_exists()
             if pending or announces_new_mail(responses):
                 log.debug("idle on %s: new mail announced", folder)
+                return True
+        return False
+
+    def _linger(self, folder: str, until: float, stop: threading.Event | None) -> bool:
+        """NOOP every LINGER_NOOP_SECONDS until ``until``: True as soon as one finds news."""
+        while not stopped(stop) and time.monotonic() < until:
+            wait(stop, LINGER_NOOP_SECONDS)
+            if not stopped(stop) and self._news_pending(folder):
+                log.debug("news on %s found by NOOP", folder)
                 return True
         return False
 

@@ -329,6 +329,21 @@ def test_a_watch_only_session_hears_of_mail_that_came_between_two_waits(
         assert watcher.wait_for_news("INBOX", timeout=1) is False
 
 
+def test_while_mail_is_coming_in_a_noop_finds_it_before_idle_would(
+    imap_account: ImapAccount, server: ImapTestServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Dovecot announces news in IDLE half a second late; right after news the watcher lingers,
+    # asking with NOOPs, so the next message of a burst is seen as soon as it is stored.
+    with ImapMailbox(imap_account.mailbox_settings()) as watcher:
+        later(0.3, lambda: server.deliver(imap_account, report(1)))
+        assert watcher.wait_for_news("INBOX", timeout=10) is True
+        later(0.3, lambda: server.deliver(imap_account, report(2)))
+        with caplog.at_level(logging.DEBUG, logger="mailbot.imap"):
+            assert watcher.wait_for_news("INBOX", timeout=10, linger=5) is True
+        assert "news on INBOX found by NOOP" in caplog.text
+        assert watcher.wait_for_news("INBOX", timeout=1, linger=0.5) is False
+
+
 def test_wait_for_news_stops_within_a_second_of_the_stop_event(mailbox: ImapMailbox) -> None:
     stop = threading.Event()
     later(0.3, stop.set)
