@@ -9,7 +9,14 @@ Accepted: ``addr-spec``, ``display-name <addr-spec>``, groups (``team: a@x, b@y;
 and folding white space anywhere, obsolete dots in phrases and local parts. Rejected as
 unusable: quoted local parts (a second ``@`` hides there), domain literals, source routes,
 empty ``<>``, two addresses in one angle, text after an address, unbalanced brackets, quotes or
-parentheses, control characters.
+parentheses, control characters in an address.
+
+A display name is only ever shown, so it may hold anything but a line break: controls (NUL
+included) and bidi marks are cleaned away when it is made display text. Raw 8-bit bytes are read
+as UTF-8, else as Latin-1; when that reading is unusable, the field is read again with each byte
+of 0x80 and over taken together with the byte after it, as in Shift_JIS, GBK and Big5, whose
+second bytes include ``@ [ \\ ]`` (``"\\x83\\x5c"`` is one Shift_JIS letter, not a quoted
+string whose closing quote is escaped).
 """
 
 from __future__ import annotations
@@ -25,7 +32,11 @@ MAX_ADDRESS_FIELD = 8 * 1024  # characters of an address field that are parsed a
 MAX_ADDRESS = 254  # characters of one address: what an SMTP path can carry (RFC 5321 4.5.3.1)
 
 _SPECIALS = frozenset("<>@,;:.")
-_ATOM = re.compile(r'[^()<>\[\]:;@\\,."\x00-\x20\x7f]+')
+# Raw 8-bit bytes that are not UTF-8 stay as the stdlib's surrogate escapes in the second
+# reading: a lead byte takes one trail byte (0x40-0x7E or 0x80-0xFF) with it, so that the trail
+# byte of a double-byte letter never acts as ``@``, ``\``, ``[`` or ``]``.
+_LEAD = "\udc80-\udcff"
+_ATOM = re.compile(rf'(?:[^()<>\[\]:;@\\,."\t\n\r {_LEAD}]|[{_LEAD}][\x40-\x7e{_LEAD}]?)+')
 _LOCAL_PART = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-\u0080-\U0010ffff]{1,64}")
 _DOMAIN = re.compile(
     r"(?:[A-Za-z0-9_\-\u0080-\U0010ffff]{1,63}\.)*[A-Za-z0-9_\-\u0080-\U0010ffff]{1,63}"
@@ -49,15 +60,31 @@ def parse_addresses(name: str, raw: str, *, strict: bool) -> tuple[tuple[Address
     part of it is unusable. Otherwise unusable addresses are skipped and the rest kept.
     """
     label = name.capitalize()
-    value = unfold(fix_8bit(raw))
-    if len(value) > MAX_ADDRESS_FIELD:
-        if strict:
-            return (), f"{label} header too long ({len(value)} characters)"
-        value = value[: value.rfind(",", 0, MAX_ADDRESS_FIELD) + 1]
-    found, unusable = _address_list(_tokens(value))
+    unfolded = unfold(raw)
+    readings = _readings(unfolded)
+    if strict and len(readings[0]) > MAX_ADDRESS_FIELD:
+        return (), f"{label} header too long ({len(readings[0])} characters)"
+    found: list[Address] = []
+    unusable = True
+    for value in readings:  # at most two, each read in linear time
+        if len(value) > MAX_ADDRESS_FIELD:
+            value = value[: value.rfind(",", 0, MAX_ADDRESS_FIELD) + 1]
+        read, read_unusable = _address_list(_tokens(value))
+        if not read_unusable:
+            found, unusable = read, False
+            break
+        if len(read) > len(found):
+            found = read
     if strict and unusable:
         return (), f"{label} header unparseable"
     return tuple(found), None
+
+
+def _readings(value: str) -> list[str]:
+    """The field as text (raw 8-bit bytes as UTF-8, else Latin-1), and, when it holds raw 8-bit
+    bytes, the field with those bytes left escaped, for the tokenizer to read them in pairs."""
+    fixed = fix_8bit(value)
+    return [fixed] if fixed == value else [fixed, value]
 
 
 def all_addresses(
@@ -104,7 +131,7 @@ def _tokens(value: str) -> list[_Token]:
         elif ch in _SPECIALS:
             kind, text = "special", ch
             i += 1
-        elif ch in ")]\\" or ch < " " or ch == "\x7f":
+        elif ch in ")]\\":
             kind, text = "bad", ch
             i += 1
         else:
@@ -116,11 +143,19 @@ def _tokens(value: str) -> list[_Token]:
     return tokens
 
 
+def _pair(value: str, i: int) -> bool:
+    """Whether an escaped 8-bit byte at ``i`` and the byte after it are one double-byte letter."""
+    if i + 1 >= len(value) or not "\udc80" <= value[i] <= "\udcff":
+        return False
+    trail = value[i + 1]
+    return "\x40" <= trail <= "\x7e" or "\udc80" <= trail <= "\udcff"
+
+
 def _skip_comment(value: str, i: int) -> tuple[int, bool]:
     depth = 0
     while i < len(value):
         ch = value[i]
-        if ch == "\\":
+        if ch == "\\" or _pair(value, i):
             i += 2
             continue
         depth += ch == "("
@@ -138,6 +173,9 @@ def _quoted(value: str, i: int) -> tuple[int, str, bool]:
         ch = value[i]
         if ch == "\\" and i + 1 < len(value):
             out.append(value[i + 1])
+            i += 2
+        elif _pair(value, i):
+            out.append(value[i : i + 2])
             i += 2
         elif ch == '"':
             return i + 1, "".join(out), True
@@ -267,8 +305,8 @@ def _addr_spec(cursor: _Cursor, local: list[_Token]) -> str:
     domain = _phrase(cursor)
     if any(token.kind != "atom" and token.text != "." for token in domain):
         raise _Unusable("quoted domain")
-    username = "".join(token.text for token in local)
-    host = "".join(token.text for token in domain)
+    username = fix_8bit("".join(token.text for token in local))
+    host = fix_8bit("".join(token.text for token in domain))
     if not (_LOCAL_PART.fullmatch(username) and _DOMAIN.fullmatch(host)):
         raise _Unusable("not local@domain")
     addr = f"{username}@{host}"
@@ -282,7 +320,7 @@ def _addr_spec(cursor: _Cursor, local: list[_Token]) -> str:
 def _display_name(phrase: list[_Token]) -> str:
     text = "".join((" " if token.spaced else "") + token.text for token in phrase)
     # Decoded only now, as display text: nothing in it is ever read as an address.
-    return clean(decode_words(text), 200)
+    return clean(decode_words(fix_8bit(text)), 200)
 
 
 # Providers that ignore dots in the local part (and their other domain names).
