@@ -53,7 +53,8 @@ def mend_lone_crs(raw: bytes) -> bytes:
 
     The stdlib parser ends a header line at a lone CR as well, so ``"Ann\\rLee" <a@x>`` in a
     block of LF lines would lose the field's rest and every field after it to the body. In a
-    block of CR-only lines (old Mac) the CRs are the line ends and stay.
+    block of CR-only lines (old Mac: a CR-only empty line before any LF, or more lone CRs than
+    LFs) the CRs are the line ends and stay.
     """
     end = header_end(raw)
     crs = raw.count(b"\r", 0, end)
@@ -63,6 +64,6 @@ def mend_lone_crs(raw: bytes) -> bytes:
     lone = crs - raw.count(b"\r\n", 0, end)
     blank_cr = raw.find(b"\r\r", 0, end)
     cr_lines = blank_cr != -1 and blank_cr < raw.find(b"\n", 0, end)
-    if not lone or lone >= lfs or cr_lines:
+    if not lone or lone > lfs or cr_lines:
         return raw
     return _LONE_CR.sub(b" ", raw[:end]) + raw[end:]
