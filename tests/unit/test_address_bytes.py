@@ -43,6 +43,14 @@ DISPLAY_NAMES = {
     "lone CR quoted": b'"Ju\rrgen"',
     "lone CR unquoted": b"Ju\rrgen",
     "mixed encoded words and raw UTF-8": b"=?iso-8859-1?q?J=FCr?= \xc3\xbc =?utf-8?q?gen?=",
+    # Encoded words some mailers write with specials left unencoded.
+    "encoded word with a comma": b"=?utf-8?q?Doe,_J=C3=BCrgen?=",
+    "encoded word with a colon": b"=?utf-8?q?Re:_J=C3=BCrgen?=",
+    "encoded word with quote, parenthesis, @, brackets": b'=?utf-8?q?"a"(b)@[c]<d>;\\?=',
+    # Raw ISO-2022-JP, 7-bit: "<" (0x3C) is the first byte of many kanji, as in "株式会社".
+    "raw ISO-2022-JP": "ソフト株式会社".encode("iso2022_jp"),
+    "raw ISO-2022-JP quoted, with a quote and a backslash byte": b'"\x1b$B!"\\\x1b(B"',
+    "raw ISO-2022-JP in a comment": b"(\x1b$B3t<02q<R\x1b(B) Ann",
 }
 
 
@@ -66,6 +74,19 @@ def test_the_sender_survives_any_display_name(shape: str) -> None:
     assert msg.subject == "s"  # and nothing after the From field was lost
     assert not [d for d in msg.defects if "From" in d]
     assert not UNSHOWABLE.search(msg.sender.name)  # shown, never obeyed
+
+
+def test_display_names_are_decoded_where_the_charset_is_known() -> None:
+    def name(raw: bytes) -> str:
+        sender = parse_message(_message(b"From: " + raw + b" <" + ADDR.encode() + b">")).sender
+        assert sender is not None
+        return sender.name
+
+    assert name(DISPLAY_NAMES["encoded word and Shift_JIS"]).startswith("Jürgen ")
+    assert name(DISPLAY_NAMES["encoded word with a comma"]) == "Doe, Jürgen"
+    assert name(DISPLAY_NAMES["encoded word with a colon"]) == "Re: Jürgen"
+    assert name(DISPLAY_NAMES["raw ISO-2022-JP"]) == "ソフト株式会社"
+    assert name(DISPLAY_NAMES["bidi override, raw UTF-8"]) == "Jürgen"
 
 
 @pytest.mark.parametrize("header", ["To", "Cc", "Reply-To"])
@@ -118,6 +139,11 @@ def _escaped(raw: bytes) -> str:
         # Still refused, as before: unbalanced quotes and brackets.
         b'"\x83\x5c <j@example.org>',
         b"\x83\x5c <j@example.org",
+        # An encoded word or an ISO-2022-JP run is display text; around it, the rules hold.
+        b"=?utf-8?q?a,b?= <evil@x.test> <j@example.org>",
+        b"=?utf-8?q?a,b?=@example.org",
+        b"\x1b$B3t\x1b(B <evil@x.test> <j@example.org>",
+        b"\x1b$B3t\x1b(B@example.org",
     ],
 )
 def test_a_strict_field_stays_strict_with_raw_bytes(raw: bytes) -> None:
@@ -155,14 +181,23 @@ _lone_high_byte = st.integers(0x80, 0xFF).map(lambda b: bytes([b, 0x20]))
 _encoded_word = st.text(max_size=12).map(
     lambda t: b"=?utf-8?b?" + base64.b64encode(t.encode("utf-8", "replace")) + b"?="
 )
+# Raw ISO-2022-JP: ESC $ B, pairs of bytes 0x21-0x7E (any of them a special), ESC ( B.
+_jis_run = st.lists(
+    st.binary(min_size=2, max_size=2).map(lambda b: bytes(0x21 + c % 94 for c in b)),
+    min_size=1,
+    max_size=6,
+).map(lambda pairs: b"\x1b$B" + b"".join(pairs) + b"\x1b(B")
 _quoted_unit = st.one_of(
     _plain_byte,
     _double_byte,
+    _jis_run,
     st.sampled_from([b"(", b")", b"<", b">", b"@", b",", b";", b":", b"[", b"]", b"\\\\", b'\\"']),
 )
 _quoted = st.lists(_quoted_unit, max_size=12).map(lambda units: b'"' + b"".join(units) + b'"')
 _display_name = st.lists(
-    st.one_of(_plain_byte, _double_byte, _lone_high_byte, _encoded_word, _quoted, st.just(b" ")),
+    st.one_of(
+        _plain_byte, _double_byte, _lone_high_byte, _encoded_word, _jis_run, _quoted, st.just(b" ")
+    ),
     max_size=16,
 ).map(b"".join)
 
