@@ -1,10 +1,10 @@
 """Reports whose address fields carry raw bytes in the display name, end to end: real Dovecot
 (LMTP delivery, IMAP reading), a real SMTP sink, SQLite.
 
-A Shift_JIS or Big5 name (whose second bytes can be ``\\`` or ``@``), a NUL, a lone CR or a bidi
-override in front of the address once cost the reporter: the case was flagged ``no-sender`` and
-nobody got a receipt. Each report here must open a case with its reporter's address, and that
-address must get the receipt.
+A Shift_JIS or Big5 name (whose second bytes can be ``\\`` or ``@``), a NUL, a lone CR, a bidi
+override, an encoded word holding a comma or raw ISO-2022-JP in front of the address once cost
+the reporter: the case was flagged ``no-sender`` and nobody got a receipt. Each report here must
+open a case with its reporter's address, and that address must get the receipt.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from mailbot.app import App
 from mailbot.clock import FixedClock
 from tests.integration.test_hostile_mail import (
     OWN,
+    body_lines,
     bot,  # noqa: F401 (fixture)
     clock,  # noqa: F401 (fixture)
     deliver,
@@ -37,6 +38,8 @@ SENDERS: dict[bytes, tuple[str, str]] = {
     b"Nu\x00ll": ("nul@reporter.example", "Nu"),
     b'"Ann\rLee"': ("cr@reporter.example", "Ann Lee"),
     "\u202eRita".encode(): ("bidi@reporter.example", "Rita"),
+    b"=?utf-8?q?Doe,_J=C3=BCrgen?=": ("comma@reporter.example", "Doe, Jürgen"),
+    "ソフト株式会社".encode("iso2022_jp"): ("jis@reporter.example", "ソフト株式会社"),
 }
 
 
@@ -77,9 +80,12 @@ def test_raw_bytes_in_a_display_name_never_cost_the_reporter(
         assert [e.action for e in events(delivered, case.id) if e.action == "no-receipt"] == []
     received = smtp_sink.wait_for(len(SENDERS))
     assert sorted(r.rcpt_tos for r in received) == sorted((a,) for a, _ in SENDERS.values())
+    words = dict(SENDERS.values())
     for sent in received:
         assert sent.message["Auto-Submitted"] == "auto-replied"
         assert [a.addr_spec for a in sent.message["To"].addresses] == list(sent.rcpt_tos)
+        greeting = next(line for line in body_lines(sent) if line.startswith("Hello"))
+        assert words[sent.rcpt_tos[0]] in greeting
 
     clock.advance(timedelta(minutes=5))
     run_once(delivered)  # nothing is answered twice
