@@ -106,6 +106,14 @@ def test_a_lone_cr_does_not_end_the_header_line(ending: bytes) -> None:
     assert header_block_sender(raw) == Address("Ann Lee", ADDR)
 
 
+def test_a_lone_cr_cannot_add_a_header_field() -> None:
+    # Read as a line end, the CR would make an In-Reply-To that ties this mail to a case.
+    raw = _message(b"Subject: hi\rIn-Reply-To: <team@x.test>")
+    msg = parse_message(raw)
+    assert (msg.subject, msg.in_reply_to) == ("hi In-Reply-To: <team@x.test>", ())
+    assert "in-reply-to" not in msg.headers
+
+
 def test_cr_only_line_ends_stay_line_ends() -> None:
     raw = b"From: Ann <a@x.test>\rSubject: old mac\r\rbody\nwith an LF\n"
     assert mend_lone_crs(raw) == raw
