@@ -26,13 +26,17 @@ from mailbot.mail.headers import ENCODED_WORD, fix_8bit
 
 SPECIALS = frozenset("<>@,;:.")
 _LEAD = "\udc80-\udcff"  # a raw 8-bit byte, surrogate-escaped
-_PLAIN = rf'[^()<>\[\]:;@\\,."\t\n\r {_LEAD}]'
+_NOT_PLAIN = rf'()<>\[\]:;@\\,."\t\n\r {_LEAD}'
 _PAIR = rf"[{_LEAD}][\x40-\x7e{_LEAD}]?"
 # Bounded, so that an unterminated run costs at most this much per ESC.
 _JIS = r"\x1b\$(?:[@B]|\(D)[^\x1b\r\n]{0,400}\x1b\([BJ]"
-_ATOM = re.compile(rf"(?:{_PLAIN}|{_PAIR})+")
-_LENIENT_ATOM = re.compile(rf"(?:{_JIS}|{_PLAIN}|{_PAIR})+")
+# Runs of plain characters, not one at a time: this is the hot loop.
+_ATOM = re.compile(rf"(?:[^{_NOT_PLAIN}]+|{_PAIR})+")
+_LENIENT_ATOM = re.compile(rf"(?:{_JIS}|[^{_NOT_PLAIN}\x1b]+|\x1b|{_PAIR})+")
 _JIS_RUN = re.compile(_JIS)
+# What a quoted string or a comment holds between the characters that need a look.
+_QUOTED_RUN = re.compile(rf'[^"\\\x1b{_LEAD}]+')
+_COMMENT_RUN = re.compile(rf"[^()\\\x1b{_LEAD}]+")
 
 
 class Token(NamedTuple):
@@ -98,13 +102,13 @@ def tokens(value: str, *, lenient: bool = False) -> list[Token]:
 def _atom(value: str, i: int, lenient: bool) -> str:
     """The atom at ``i``: anything but white space and specials; controls other than line
     breaks too (they are display text, and an address refuses them later)."""
-    start = i
-    if lenient and value.startswith("=?", i):
-        word = ENCODED_WORD.match(value, i)
-        i = word.end() if word else i
-    m = (_LENIENT_ATOM if lenient else _ATOM).match(value, i)
-    end = m.end() if m else i
-    return value[start : max(end, start + 1)]
+    if not lenient:
+        m = _ATOM.match(value, i)
+        return m.group() if m else value[i]
+    word = ENCODED_WORD.match(value, i) if value.startswith("=?", i) else None
+    end = word.end() if word else i
+    m = _LENIENT_ATOM.match(value, end)
+    return value[i : max(m.end() if m else end, i + 1)]
 
 
 def _letter(value: str, i: int, lenient: bool) -> int:
@@ -123,6 +127,10 @@ def _letter(value: str, i: int, lenient: bool) -> int:
 def _skip_comment(value: str, i: int, lenient: bool) -> tuple[int, bool]:
     depth = 0
     while i < len(value):
+        plain = _COMMENT_RUN.match(value, i)
+        if plain:
+            i = plain.end()
+            continue
         ch = value[i]
         if ch == "\\":
             i += 2
@@ -143,6 +151,11 @@ def _quoted(value: str, i: int, lenient: bool) -> tuple[int, str, bool]:
     out: list[str] = []
     i += 1
     while i < len(value):
+        plain = _QUOTED_RUN.match(value, i)
+        if plain:
+            out.append(plain.group())
+            i = plain.end()
+            continue
         ch = value[i]
         if ch == "\\" and i + 1 < len(value):
             out.append(value[i + 1])
