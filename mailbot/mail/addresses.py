@@ -9,33 +9,31 @@ Accepted: ``addr-spec``, ``display-name <addr-spec>``, groups (``team: a@x, b@y;
 and folding white space anywhere, obsolete dots in phrases and local parts. Rejected as
 unusable: quoted local parts (a second ``@`` hides there), domain literals, source routes,
 empty ``<>``, two addresses in one angle, text after an address, unbalanced brackets, quotes or
-parentheses, control characters.
+parentheses, control characters in an address.
+
+A display name is only ever shown, so it may hold anything but a line break: controls (NUL
+included) and bidi marks are cleaned away when it is made display text. A field unusable as
+written is read again in the ways ``address_tokens.py`` describes (raw double-byte text, encoded
+words holding specials, raw ISO-2022-JP); each of them widens only what counts as display text.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterable
-from typing import NamedTuple
 
+from mailbot.mail.address_tokens import Token, readings, tokens
 from mailbot.mail.headers import clean, decode_words, fix_8bit, unfold
 from mailbot.mail.message import Address
 
 MAX_ADDRESS_FIELD = 8 * 1024  # characters of an address field that are parsed at all
 MAX_ADDRESS = 254  # characters of one address: what an SMTP path can carry (RFC 5321 4.5.3.1)
 
-_SPECIALS = frozenset("<>@,;:.")
-_ATOM = re.compile(r'[^()<>\[\]:;@\\,."\x00-\x20\x7f]+')
 _LOCAL_PART = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-\u0080-\U0010ffff]{1,64}")
 _DOMAIN = re.compile(
     r"(?:[A-Za-z0-9_\-\u0080-\U0010ffff]{1,63}\.)*[A-Za-z0-9_\-\u0080-\U0010ffff]{1,63}"
 )
-
-
-class _Token(NamedTuple):
-    kind: str  # "atom", "quoted", "special", "literal", "bad"
-    text: str
-    spaced: bool  # white space or a comment came before it
 
 
 class _Unusable(Exception):
@@ -49,12 +47,20 @@ def parse_addresses(name: str, raw: str, *, strict: bool) -> tuple[tuple[Address
     part of it is unusable. Otherwise unusable addresses are skipped and the rest kept.
     """
     label = name.capitalize()
-    value = unfold(fix_8bit(raw))
-    if len(value) > MAX_ADDRESS_FIELD:
-        if strict:
-            return (), f"{label} header too long ({len(value)} characters)"
-        value = value[: value.rfind(",", 0, MAX_ADDRESS_FIELD) + 1]
-    found, unusable = _address_list(_tokens(value))
+    tried = readings(unfold(raw))
+    if strict and len(tried[0].value) > MAX_ADDRESS_FIELD:
+        return (), f"{label} header too long ({len(tried[0].value)} characters)"
+    found: list[Address] = []
+    unusable = True
+    for value, lenient in tried:  # at most four, each read in linear time
+        if len(value) > MAX_ADDRESS_FIELD:
+            value = value[: value.rfind(",", 0, MAX_ADDRESS_FIELD) + 1]
+        read, read_unusable = _address_list(tokens(value, lenient=lenient))
+        if not read_unusable:
+            found, unusable = read, False
+            break
+        if len(read) > len(found):
+            found = read
     if strict and unusable:
         return (), f"{label} header unparseable"
     return tuple(found), None
@@ -75,95 +81,22 @@ def all_addresses(
 
 
 # ---------------------------------------------------------------------------------------------
-# Tokens
-
-
-def _tokens(value: str) -> list[_Token]:
-    tokens: list[_Token] = []
-    i, n = 0, len(value)
-    spaced = False
-    while i < n:
-        ch = value[i]
-        if ch in " \t\r\n":
-            i += 1
-            spaced = True
-            continue
-        if ch == "(":
-            i, closed = _skip_comment(value, i)
-            spaced = True
-            if closed:
-                continue
-            kind, text = "bad", "("
-        elif ch == '"':
-            i, text, closed = _quoted(value, i)
-            kind = "quoted" if closed else "bad"
-        elif ch == "[":
-            end = value.find("]", i)
-            kind, text = ("literal", value[i : end + 1]) if end != -1 else ("bad", "[")
-            i = end + 1 if end != -1 else n
-        elif ch in _SPECIALS:
-            kind, text = "special", ch
-            i += 1
-        elif ch in ")]\\" or ch < " " or ch == "\x7f":
-            kind, text = "bad", ch
-            i += 1
-        else:
-            m = _ATOM.match(value, i)
-            kind, text = "atom", m.group(0) if m else ch
-            i += len(text)
-        tokens.append(_Token(kind, text, spaced))
-        spaced = False
-    return tokens
-
-
-def _skip_comment(value: str, i: int) -> tuple[int, bool]:
-    depth = 0
-    while i < len(value):
-        ch = value[i]
-        if ch == "\\":
-            i += 2
-            continue
-        depth += ch == "("
-        depth -= ch == ")"
-        i += 1
-        if depth == 0:
-            return i, True
-    return i, False
-
-
-def _quoted(value: str, i: int) -> tuple[int, str, bool]:
-    out: list[str] = []
-    i += 1
-    while i < len(value):
-        ch = value[i]
-        if ch == "\\" and i + 1 < len(value):
-            out.append(value[i + 1])
-            i += 2
-        elif ch == '"':
-            return i + 1, "".join(out), True
-        else:
-            out.append(ch)
-            i += 1
-    return i, "".join(out), False
-
-
-# ---------------------------------------------------------------------------------------------
 # Grammar
 
 
 class _Cursor:
-    def __init__(self, tokens: list[_Token]) -> None:
+    def __init__(self, tokens: list[Token]) -> None:
         self.tokens = tokens
         self.pos = 0
 
-    def peek(self) -> _Token | None:
+    def peek(self) -> Token | None:
         return self.tokens[self.pos] if self.pos < len(self.tokens) else None
 
     def at(self, special: str) -> bool:
         token = self.peek()
         return token is not None and token.kind == "special" and token.text == special
 
-    def take(self) -> _Token:
+    def take(self) -> Token:
         token = self.tokens[self.pos]
         self.pos += 1
         return token
@@ -174,7 +107,7 @@ class _Cursor:
         self.pos += 1
 
 
-def _address_list(tokens: list[_Token]) -> tuple[list[Address], bool]:
+def _address_list(tokens: list[Token]) -> tuple[list[Address], bool]:
     """Every usable mailbox, and whether anything was unusable."""
     cursor = _Cursor(tokens)
     found: list[Address] = []
@@ -234,7 +167,7 @@ def _group(cursor: _Cursor) -> list[Address]:
     return members
 
 
-def _mailbox(cursor: _Cursor, phrase: list[_Token]) -> Address:
+def _mailbox(cursor: _Cursor, phrase: list[Token]) -> Address:
     if cursor.at("<"):
         cursor.take()
         local = _phrase(cursor)
@@ -246,9 +179,9 @@ def _mailbox(cursor: _Cursor, phrase: list[_Token]) -> Address:
     raise _Unusable("no address")
 
 
-def _phrase(cursor: _Cursor) -> list[_Token]:
+def _phrase(cursor: _Cursor) -> list[Token]:
     """Words (atoms, quoted strings) and obsolete dots, up to the next special."""
-    words: list[_Token] = []
+    words: list[Token] = []
     while True:
         token = cursor.peek()
         if token is None:
@@ -260,15 +193,15 @@ def _phrase(cursor: _Cursor) -> list[_Token]:
         words.append(cursor.take())
 
 
-def _addr_spec(cursor: _Cursor, local: list[_Token]) -> str:
+def _addr_spec(cursor: _Cursor, local: list[Token]) -> str:
     cursor.expect("@")
     if any(token.kind != "atom" and token.text != "." for token in local):
         raise _Unusable("quoted local part")
     domain = _phrase(cursor)
     if any(token.kind != "atom" and token.text != "." for token in domain):
         raise _Unusable("quoted domain")
-    username = "".join(token.text for token in local)
-    host = "".join(token.text for token in domain)
+    username = fix_8bit("".join(token.text for token in local))
+    host = fix_8bit("".join(token.text for token in domain))
     if not (_LOCAL_PART.fullmatch(username) and _DOMAIN.fullmatch(host)):
         raise _Unusable("not local@domain")
     addr = f"{username}@{host}"
@@ -279,8 +212,11 @@ def _addr_spec(cursor: _Cursor, local: list[_Token]) -> str:
     return addr.lower()
 
 
-def _display_name(phrase: list[_Token]) -> str:
-    text = "".join((" " if token.spaced else "") + token.text for token in phrase)
+def _display_name(phrase: list[Token]) -> str:
+    text = fix_8bit("".join((" " if token.spaced else "") + token.text for token in phrase))
+    if "\x1b$" in text and text.isascii():
+        with contextlib.suppress(UnicodeError):
+            text = text.encode("ascii").decode("iso2022_jp")
     # Decoded only now, as display text: nothing in it is ever read as an address.
     return clean(decode_words(text), 200)
 

@@ -3,6 +3,8 @@ which bounds what it reads, and for the dedupe key, which must never parse)."""
 
 from __future__ import annotations
 
+import re
+
 MAX_HEADER_BLOCK = 1024 * 1024  # bytes of header block read at most
 MAX_HEADER_LINES = 10_000  # lines of header block read at most
 
@@ -40,3 +42,28 @@ def bounded_header_end(raw: bytes, start: int = 0) -> tuple[int, bool]:
             break
         pos = found + 1
     return pos, True
+
+
+_LONE_CR = re.compile(rb"\r(?!\n)")
+
+
+def mend_lone_crs(raw: bytes) -> bytes:
+    """The message with each lone CR of its header block made a space, when the block's lines
+    end in LF or CRLF; else the message unchanged.
+
+    The stdlib parser ends a header line at a lone CR as well, so ``"Ann\\rLee" <a@x>`` in a
+    block of LF lines would lose the field's rest and every field after it to the body. In a
+    block of CR-only lines (old Mac: a CR-only empty line before any LF, or more lone CRs than
+    LFs) the CRs are the line ends and stay.
+    """
+    end = header_end(raw)
+    crs = raw.count(b"\r", 0, end)
+    if not crs:
+        return raw
+    lfs = raw.count(b"\n", 0, end)
+    lone = crs - raw.count(b"\r\n", 0, end)
+    blank_cr = raw.find(b"\r\r", 0, end)
+    cr_lines = blank_cr != -1 and blank_cr < raw.find(b"\n", 0, end)
+    if not lone or lone > lfs or cr_lines:
+        return raw
+    return _LONE_CR.sub(b" ", raw[:end]) + raw[end:]

@@ -23,7 +23,7 @@ _HEADER_JUNK = re.compile(
 )
 _SPACES = re.compile(r"\s+")
 _ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
-_ENCODED_WORD = re.compile(r"=\?([^?\s]{1,75})\?([qQbB])\?([^?\s]*)\?=")
+ENCODED_WORD = re.compile(r"=\?([^?\s]{1,75})\?([qQbB])\?([^?\s]*)\?=")
 _MSG_ID = re.compile(r"<[^<>\s]{1,996}>")
 
 
@@ -87,7 +87,7 @@ def decode_words(value: str) -> str:
     out: list[str] = []
     run: list[tuple[str, bytes]] = []  # adjacent words, joined before decoding (split chars)
     pos = 0
-    for m in _ENCODED_WORD.finditer(value):
+    for m in ENCODED_WORD.finditer(value):
         gap = value[pos : m.start()]
         if gap.strip() or not run:
             _flush(run, out)

@@ -42,7 +42,7 @@ from mailbot.mail.dedupe import dedupe_key as dedupe_key
 from mailbot.mail.dedupe import is_trace_name
 from mailbot.mail.header_block import MAX_HEADER_BLOCK as MAX_HEADER_BLOCK
 from mailbot.mail.header_block import MAX_HEADER_LINES as MAX_HEADER_LINES
-from mailbot.mail.header_block import bounded_header_end, header_end
+from mailbot.mail.header_block import bounded_header_end, header_end, mend_lone_crs
 from mailbot.mail.headers import (
     MAX_HEADER_VALUE,
     clean,
@@ -113,7 +113,7 @@ def parse_message(raw: bytes, *, max_bytes: int = 26_214_400) -> InboundMessage:
     """Everything intake needs to know about one message. Never raises."""
     defects = Defects()
     try:
-        return _parse(bytes(raw), max_bytes, defects)
+        return _parse(mend_lone_crs(bytes(raw)), max_bytes, defects)
     except Exception as exc:  # the guards below should make this unreachable; be sure anyway
         log.warning("parse failed (%s); reading the header block only", type(exc).__name__)
         defects.add(f"parser failure ({type(exc).__name__})")
@@ -127,7 +127,7 @@ def parse_message(raw: bytes, *, max_bytes: int = 26_214_400) -> InboundMessage:
 def header_block_sender(raw: bytes) -> Address | None:
     """The single unambiguous From of the header block, if any. Never raises; skips the body."""
     try:
-        return _header_only(bytes(raw), Defects()).sender
+        return _header_only(mend_lone_crs(bytes(raw)), Defects()).sender
     except Exception:
         return None
 

@@ -10,7 +10,6 @@ import logging
 import re
 from email.parser import BytesHeaderParser
 from email.policy import compat32
-from email.utils import getaddresses
 from typing import Any
 
 from mailbot.clock import Clock
@@ -23,6 +22,7 @@ from mailbot.intake.unwrap import (
     Signature,
     Unwrapped,
 )
+from mailbot.mail.parse import header_block_sender
 from mailbot.pgp.directory import Directory
 from mailbot.pgp.entity import split_entity
 from mailbot.pgp.gpg import Gpg, PgpError
@@ -119,9 +119,10 @@ class PgpUnwrapper:
 
 
 def _sender(head: bytes) -> str:
-    values = BytesHeaderParser(policy=compat32).parsebytes(head).get_all("from", [])
-    addresses = [a for _, a in getaddresses([str(v) for v in values]) if a]
-    return addresses[0].lower() if len(values) == 1 and len(addresses) == 1 else ""
+    # The sender as intake reads it, so that a key is learned for the reporter the case records
+    # (the stdlib's reading of ``"\x83\x5c" <rob@x>``, a Shift_JIS name, was ``\ufffd" <rob@x>``).
+    sender = header_block_sender(head)
+    return sender.addr if sender else ""
 
 
 def _flags(opened: Opened, problem: str) -> tuple[str, ...]:

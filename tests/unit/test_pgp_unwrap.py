@@ -122,6 +122,25 @@ def test_inline_pgp_from_an_rsa_key_announced_by_autocrypt_is_read_and_the_key_r
     assert opened.signature is not None and opened.signature.status == "good"
 
 
+def test_a_key_is_learned_for_the_sender_intake_reads_whatever_the_display_name_holds(
+    unwrapper: PgpUnwrapper, people: dict[str, Person], pgp_keys: Keys, team_home: Home
+) -> None:
+    # A Shift_JIS name ending in 0x5C ("\\"): the stdlib's address parser read the sender as
+    # '\ufffd" <rob@...>' and no key was learned, while intake read rob@reporter.example.
+    rob = people[ROB]
+    armored = rob.home.encrypt(b"inline encrypted report\n", to=pgp_keys.team_fpr,
+                               sign_as=rob.fpr)
+    key = autocrypt(ROB, rob.home.public(rob.fpr, armor=False))
+    raw = plain([*fields(f"NAME <{ROB}>"), ("Autocrypt", key)], armored.replace(b"\n", b"\r\n"))
+    raw = raw.replace(b"NAME", b'"\x83\x5c"', 1)
+    sender = parse_message(raw).sender
+    assert sender is not None and sender.addr == ROB
+    opened = unwrapper.unwrap(raw)
+    assert opened is not None and [k["result"] for k in opened.details["keys"]] == ["recorded"]
+    entry = Directory(str(team_home.path)).get(ROB)
+    assert entry is not None and entry.fingerprint == rob.fpr
+
+
 def test_a_forwarded_encrypted_message_is_opened_but_its_signature_is_not_the_senders(
     unwrapper: PgpUnwrapper, people: dict[str, Person], pgp_keys: Keys, team_home: Home
 ) -> None:
