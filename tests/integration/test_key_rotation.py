@@ -33,7 +33,7 @@ def stored_key_ids(url: str) -> dict[str | None, int]:
     with db.engine.connect() as conn:
         for spec in SEALED_TABLES:
             for row in conn.execute(select(*(spec.table.c[c] for c in spec.columns))):
-                for value in row:
+                for value in (v for v in row if v is not None):  # NULL: no credit
                     kid = key_id_of(bytes(value))
                     counts[kid] = counts.get(kid, 0) + 1
     db.dispose()
