@@ -5,10 +5,10 @@ the same values. The raw bytes of every message sit in ``raw_messages`` and are 
 written through ``mailbot.store.RawStore``.
 
 What a reporter wrote is *sealed* (``mailbot.sealing``): ``case.subject``, ``case.credit``,
-``message.subject``, ``message.details`` (attachment names among them), ``event.detail`` (command
-arguments), ``outbox.data`` and ``inbound_failure.last_error`` read and write as plain values, and
-are stored as ``<name>_stored`` bytes, encrypted when the database's sealer encrypts. Nothing may
-filter on them in SQL.
+``message.subject``, ``message.details`` (attachment names among them), ``event.detail`` and
+``event.source`` (command arguments), ``outbox.data`` and ``inbound_failure.last_error`` read
+and write as plain values, and are stored as ``<name>_stored`` bytes, encrypted when the
+database's sealer encrypts. Nothing may filter on them in SQL.
 """
 
 from __future__ import annotations
@@ -193,8 +193,11 @@ class Event(SealedRow, Base):
     # A command's arguments (a /credit name among them), a refusal's reason: sealed.
     detail_stored: Mapped[bytes] = mapped_column("detail", LargeBinary)
     detail = Sealed("detail_stored", JSON_DICT)
-    __sealed__ = (detail,)
-    source: Mapped[str] = mapped_column(String(1000), default="")  # "message:<id>" or "cli"
+    # "message:<Message-ID>", or the command line that made it ("cli:cases credit ID Name"):
+    # sealed, as it carries the command's arguments.
+    source_stored: Mapped[bytes] = mapped_column("source", LargeBinary)
+    source = Sealed("source_stored", TEXT)
+    __sealed__ = (detail, source)
 
     case: Mapped[Case] = relationship(back_populates="events", lazy="raise_on_sql")
 

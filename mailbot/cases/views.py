@@ -114,7 +114,8 @@ def message_view(m: Message) -> dict[str, Any]:
 
 def event_view(e: Event) -> dict[str, Any]:
     return {"at": _iso(e.at), "actor": e.actor, "action": e.action,
-            "detail": event_detail(e), "source": e.source}
+            "detail": event_detail(e),
+            "source": opened(lambda: e.source, UNREADABLE, e.case_id, f"event {e.id}'s source")}
 
 
 def event_detail(e: Event) -> dict[str, Any]:

@@ -37,7 +37,7 @@ class SealedColumns:
 SEALED_TABLES = (
     SealedColumns(Case.__table__, ("subject", "credit")),  # type: ignore[arg-type]
     SealedColumns(Message.__table__, ("subject", "details")),  # type: ignore[arg-type]
-    SealedColumns(Event.__table__, ("detail",)),  # type: ignore[arg-type]
+    SealedColumns(Event.__table__, ("detail", "source")),  # type: ignore[arg-type]
     SealedColumns(Outbox.__table__, ("data",)),  # type: ignore[arg-type]
     SealedColumns(InboundFailure.__table__, ("last_error",)),  # type: ignore[arg-type]
     SealedColumns(RawMessage.__table__, ("data",)),  # type: ignore[arg-type]

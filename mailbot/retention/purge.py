@@ -2,7 +2,8 @@
 
 What goes: the raw bytes of every message (and a decrypted copy kept beside them), the subjects,
 each message's details (attachment names among them), the outbox copies of mail about the case,
-the name to credit and the details of its events (command arguments, a credit name among them).
+the name to credit and the details and sources of its events (command arguments, a credit name
+among them).
 What stays, so that deadline history and reports still count it: the case's id, reporter address,
 dates, deadlines, status, severity, flags and credit consent, each message's routing metadata
 (direction, kind, addresses, Message-ID, dates), and each event's time, actor and action. A
@@ -67,6 +68,7 @@ def purge_case(session: Session, case_id: str, actor: service.Actor, now: dateti
         session.execute(delete(RawMessage).where(RawMessage.id.in_(raw_ids)))
     for event in session.scalars(select(Event).where(Event.case_id == case.id)):
         event.detail = {PURGED: True}
+        event.source = ""  # a command line carries its arguments
     case.subject = ""
     case.credit = None
     service.add_flags(case, PURGED)

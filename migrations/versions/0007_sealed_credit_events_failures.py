@@ -1,8 +1,9 @@
-"""sealed credit, event details and failure texts: three more columns become sealed values
+"""sealed credit, event details and failure texts: more columns become sealed values
 
-``cases.credit`` (the name a reporter asked to be credited under), ``events.detail`` (command
-arguments, a ``/credit "Name"`` among them) and ``inbound_failures.last_error`` (an error text
-can quote the message) become binary columns, as 0005 did for the content columns: what they hold
+``cases.credit`` (the name a reporter asked to be credited under), ``events.detail`` and
+``events.source`` (command arguments, a ``/credit "Name"`` among them; a command given on the
+command line is its source) and ``inbound_failures.last_error`` (an error text can quote the
+message) become binary columns, as 0005 did for the content columns: what they hold
 is kept, tagged as written in clear (a 0x00 byte in front), and the ``storage.unsealed`` mark in
 ``meta`` has the first start with a storage key seal them.
 
@@ -26,6 +27,7 @@ depends_on: str | Sequence[str] | None = None
 _COLUMNS = (
     ("cases", "credit", True),
     ("events", "detail", False),
+    ("events", "source", False),
     ("inbound_failures", "last_error", False),
 )
 _BATCH = 500

@@ -328,7 +328,7 @@ def test_credit_events_and_failures_left_clear_before_0007_are_sealed_at_first_s
     request: pytest.FixtureRequest, backend: str,
 ) -> None:
     """A database already sealed by a version before 0007 (canary, sealed subjects) still holds
-    the credit name, the events' details and the failure texts in clear: 0007 tags them, and the
+    the credit name, the events' details and sources and the failure texts in clear: 0007 tags them, and the
     first start with the key seals them."""
     from alembic import command
     from sqlalchemy import text
@@ -361,8 +361,9 @@ def test_credit_events_and_failures_left_clear_before_0007_are_sealed_at_first_s
         conn.execute(text("INSERT INTO case_counters VALUES ('SEC', 2026, 1)"))
         conn.execute(text(
             "INSERT INTO events (case_id, at, actor, action, detail, source) VALUES ("
-            "'SEC-2026-0001', '2026-11-23 09:00:00', 'rita0@reporter.example', 'credit', :d,"
-            " 'message:1')"), {"d": json.dumps({"consent": "named", "name": credit})})
+            "'SEC-2026-0001', '2026-11-23 09:00:00', 'cli:root', 'credit', :d, :c)"),
+            {"d": json.dumps({"consent": "named", "name": credit}),
+             "c": f"cli:cases credit SEC-2026-0001 {credit}"})
         conn.execute(text(
             "INSERT INTO inbound_failures (folder, uidvalidity, uid, attempts, last_error,"
             " quarantined, updated_at) VALUES ('INBOX', 1, 7, 3, :e, :q,"
@@ -388,6 +389,7 @@ def test_credit_events_and_failures_left_clear_before_0007_are_sealed_at_first_s
     shown = json.loads(capsys.readouterr().out)
     assert shown["credit"] == credit and shown["subject"] == "A sealed subject"
     assert shown["events"][0]["detail"] == {"consent": "named", "name": credit}
+    assert shown["events"][0]["source"] == f"cli:cases credit SEC-2026-0001 {credit}"
     assert main(["--config", str(marked_config), "quarantine", "list", "--json"]) == 0
     [entry] = json.loads(capsys.readouterr().out)
     assert ERROR_MARK in entry["error"]

@@ -127,6 +127,7 @@ def test_a_damaged_credit_event_or_error_text_is_shown_as_unreadable(
     with sqlite3.connect(tmp_path / "mailbot.db") as conn:
         for table, column, where in (("cases", "credit", f"id = '{case_id}'"),
                                      ("events", "detail", "action = 'credit'"),
+                                     ("events", "source", "action = 'credit'"),
                                      ("inbound_failures", "last_error", "1 = 1")):
             (stored,) = conn.execute(f"SELECT {column} FROM {table} WHERE {where}").fetchone()
             flipped = bytearray(stored)
@@ -136,7 +137,7 @@ def test_a_damaged_credit_event_or_error_text_is_shown_as_unreadable(
     shown, error = read_back(sqlite_flow.app, case_id)
     assert shown["credit"] == UNREADABLE
     [credit] = [e for e in shown["events"] if e["action"] == "credit"]
-    assert credit["detail"] == {"detail": UNREADABLE}
+    assert credit["detail"] == {"detail": UNREADABLE} and credit["source"] == UNREADABLE
     assert error == UNREADABLE
     assert shown["subject"] != UNREADABLE  # the rest of the case still opens
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
