@@ -16,7 +16,7 @@ from email.utils import parseaddr
 from typing import TYPE_CHECKING, Any
 
 from mailbot.cases.models import Case
-from mailbot.cases.views import UNREADABLE, opened
+from mailbot.cases.views import credit_of
 from mailbot.config import Settings
 from mailbot.deadlines.calendar import BusinessCalendar
 from mailbot.intake.unwrap import Sealer
@@ -417,7 +417,7 @@ def promise_reminder(
 
 
 def _credit_line(case: Case) -> str:
-    credit = opened(lambda: case.credit, UNREADABLE, case.id, "the credit")
+    credit = credit_of(case)
     if case.credit_consent == "named" and credit:
         return f"{credit} (the reporter agreed)"
     if case.credit_consent == "anonymous":

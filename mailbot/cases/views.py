@@ -30,6 +30,12 @@ def opened(read: Callable[[], T], fallback: T, case_id: str, what: str) -> T:
         return fallback
 
 
+def credit_of(case: Case) -> str | None:
+    """The name to credit (None: none recorded), UNREADABLE when it does not open."""
+    fallback: str | None = UNREADABLE
+    return opened(lambda: case.credit, fallback, case.id, "the credit")
+
+
 def case_summary(case: Case, message_count: int) -> dict[str, Any]:
     return {
         "id": case.id,
@@ -50,7 +56,7 @@ def case_summary(case: Case, message_count: int) -> dict[str, Any]:
         "close_reason": case.close_reason,
         "duplicate_of": case.duplicate_of,
         "cve": list(case.cve),
-        "credit": opened(lambda: case.credit, UNREADABLE, case.id, "the credit"),
+        "credit": credit_of(case),
         "credit_consent": case.credit_consent,
         "disclosure_date": case.disclosure_date.isoformat() if case.disclosure_date else None,
         "update_due": _iso(case.update_due),

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailbot.cases.models import Case, Event, Message, Outbox
-from mailbot.cases.views import UNREADABLE, event_detail, opened
+from mailbot.cases.views import credit_of, event_detail
 from mailbot.config import PolicySettings
 from mailbot.deadlines.calendar import BusinessCalendar
 from mailbot.deadlines.watch import deadline_of, stage_at
@@ -78,9 +78,9 @@ def case_page(session: Session, case: Case, raw_store: RawStore, calendar: Busin
         select(Event).where(Event.case_id == case.id).order_by(Event.id)))
     views = [_message_view(session, m, raw_store, policy) for m in messages]
     lines = [EventLine(e.at, e.actor, e.action, event_detail(e)) for e in events]
-    credit = opened(lambda: case.credit, UNREADABLE, case.id, "the credit")
-    return CasePage(case=case, credit=credit, deadlines=_deadlines(case, calendar, policy, now),
-                    events=lines, messages=views)
+    return CasePage(case=case, credit=credit_of(case),
+                    deadlines=_deadlines(case, calendar, policy, now), events=lines,
+                    messages=views)
 
 
 def _deadlines(case: Case, calendar: BusinessCalendar, policy: PolicySettings,

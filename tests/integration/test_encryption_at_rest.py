@@ -328,8 +328,8 @@ def test_credit_events_and_failures_left_clear_before_0007_are_sealed_at_first_s
     request: pytest.FixtureRequest, backend: str,
 ) -> None:
     """A database already sealed by a version before 0007 (canary, sealed subjects) still holds
-    the credit name, the events' details and sources and the failure texts in clear: 0007 tags them, and the
-    first start with the key seals them."""
+    the credit name, the events' details and sources and the failure texts in clear: 0007 tags
+    them, and the first start with the key seals them."""
     from alembic import command
     from sqlalchemy import text
 
