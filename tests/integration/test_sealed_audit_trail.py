@@ -142,3 +142,20 @@ def test_a_damaged_credit_event_or_error_text_is_shown_as_unreadable(
     assert shown["subject"] != UNREADABLE  # the rest of the case still opens
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert any(case_id in e and "credit" in e for e in errors)
+    # The web's case page: the same words where the values were, and the page still renders.
+    html = web_case_page(sqlite_flow.app, case_id)
+    assert html.count(UNREADABLE) == 2  # the credit and the event's detail (no source shown)
+
+
+def web_case_page(app: App, case_id: str) -> str:
+    from mailbot.cases.models import Case
+    from mailbot.web.casepage import case_page
+    from mailbot.web.render import environment
+
+    now = app.clock.now()
+    with app.db.session() as session:
+        case = session.get(Case, case_id)
+        assert case is not None
+        page = case_page(session, case, app.db.raw_store, app.calendar, app.settings.policy, now)
+    template = environment(app.calendar.tz).get_template("case.html")
+    return template.render(page=page, user="alice", csrf="x", now=now)
