@@ -79,6 +79,7 @@ def test_the_reporters_credit_on_a_reply_to_our_receipt_is_recorded(
     if credit is None:
         assert stored is None
     else:
+        assert stored is not None
         assert bytes(stored)[:1] == b"\x01" and credit.encode() not in bytes(stored)
     [event] = [e for e in flow.events(case.id) if e.action == "credit"]
     assert event.actor == REPORTER

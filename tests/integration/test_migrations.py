@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -60,7 +61,8 @@ def tag_clear_values_of_0007(db: Database) -> None:
             " '2026-11-23 09:00:00')"), {"q": False})
     assert migrate(db) == "0007"
     with db.engine.connect() as conn:
-        credits = dict(conn.execute(text("SELECT id, credit FROM cases")).all())
+        credits: dict[str, Any] = {
+            row[0]: row[1] for row in conn.execute(text("SELECT id, credit FROM cases"))}
         [(stored_detail, source)] = conn.execute(text("SELECT detail, source FROM events")).all()
         [(error,)] = conn.execute(text("SELECT last_error FROM inbound_failures")).all()
         marked = conn.execute(text("SELECT value FROM meta WHERE key = 'storage.unsealed'")).all()
