@@ -16,6 +16,7 @@ from email.utils import parseaddr
 from typing import TYPE_CHECKING, Any
 
 from mailbot.cases.models import Case
+from mailbot.cases.views import credit_of
 from mailbot.config import Settings
 from mailbot.deadlines.calendar import BusinessCalendar
 from mailbot.intake.unwrap import Sealer
@@ -416,8 +417,9 @@ def promise_reminder(
 
 
 def _credit_line(case: Case) -> str:
-    if case.credit_consent == "named" and case.credit:
-        return f"{case.credit} (the reporter agreed)"
+    credit = credit_of(case)
+    if case.credit_consent == "named" and credit:
+        return f"{credit} (the reporter agreed)"
     if case.credit_consent == "anonymous":
         return "none: the reporter asked not to be named"
     return "unknown: the reporter has not said; do not name them"

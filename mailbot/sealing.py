@@ -110,6 +110,10 @@ JSON_DICT: Codec[dict[str, Any]] = Codec(
     lambda v: json.dumps(v, separators=(",", ":"), ensure_ascii=False).encode("utf-8"),
     lambda b: dict(json.loads(b)), dict)
 BYTES: Codec[bytes] = Codec(bytes, bytes, bytes)
+# A text that may be absent (``case.credit``): None is stored as NULL, not sealed; that a value
+# exists is no secret where a clear column says so anyway (``credit_consent``).
+OPTIONAL_TEXT: Codec[str | None] = Codec(lambda v: (v or "").encode("utf-8"),
+                                         lambda b: b.decode("utf-8"), lambda: None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -231,6 +235,9 @@ def seal_pending(session: Session, sealer: Sealer) -> None:
             # A loaded row whose column is not in memory (expired) keeps what is stored.
             if stored == PENDING or (stored is None and id(obj) in new):
                 value = plain.get(field.name, field.codec.default())
+                if value is None:  # an absent optional value: NULL, nothing to seal
+                    setattr(obj, field.column, None)
+                    continue
                 sealed = sealer.seal(field.codec.encode(value), identity_of(obj, field.name))
                 setattr(obj, field.column, sealed)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from mailbot.cases.views import UNREADABLE
 from mailbot.cases.vocabulary import NAMED
 
 OSV_SCHEMA_VERSION = "1.7.5"
@@ -29,8 +30,9 @@ def _utc(at: datetime) -> str:
 
 
 def credit_name(case: dict[str, Any]) -> str | None:
-    """The name to credit: only with the reporter's consent ``named``."""
-    if case.get("credit_consent") == NAMED and case.get("credit"):
+    """The name to credit: only with the reporter's consent ``named``, and never a stored name
+    that failed its integrity check."""
+    if case.get("credit_consent") == NAMED and case.get("credit") not in (None, "", UNREADABLE):
         return str(case["credit"])
     return None
 

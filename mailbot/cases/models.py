@@ -4,10 +4,11 @@ Times are stored as timezone-aware UTC (``UtcDateTime``), so that SQLite and Pos
 the same values. The raw bytes of every message sit in ``raw_messages`` and are only ever read and
 written through ``mailbot.store.RawStore``.
 
-What a reporter wrote is *sealed* (``mailbot.sealing``): ``case.subject``, ``message.subject``,
-``message.details`` (attachment names among them) and ``outbox.data`` read and write as plain
-values, and are stored as ``<name>_stored`` bytes, encrypted when the database's sealer encrypts.
-Nothing may filter on them in SQL.
+What a reporter wrote is *sealed* (``mailbot.sealing``): ``case.subject``, ``case.credit``,
+``message.subject``, ``message.details`` (attachment names among them), ``event.detail`` and
+``event.source`` (command arguments), ``outbox.data`` and ``inbound_failure.last_error`` read
+and write as plain values, and are stored as ``<name>_stored`` bytes, encrypted when the
+database's sealer encrypts. Nothing may filter on them in SQL.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from mailbot.sealing import BYTES, JSON_DICT, TEXT, Sealed, SealedRow, install
+from mailbot.sealing import BYTES, JSON_DICT, OPTIONAL_TEXT, TEXT, Sealed, SealedRow, install
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -85,7 +86,6 @@ class Case(SealedRow, Base):
     reporter_name: Mapped[str] = mapped_column(String(200), default="")
     subject_stored: Mapped[bytes] = mapped_column("subject", LargeBinary)
     subject = Sealed("subject_stored", TEXT)
-    __sealed__ = (subject,)
     flags: Mapped[list[str]] = mapped_column(default=list)
     mentioned_tag: Mapped[str] = mapped_column(String(40), default="")
     received_at: Mapped[datetime]
@@ -103,7 +103,10 @@ class Case(SealedRow, Base):
     close_reason: Mapped[str | None] = mapped_column(String(40))
     duplicate_of: Mapped[str | None] = mapped_column(String(40))
     cve: Mapped[list[str]] = mapped_column(default=list)
-    credit: Mapped[str | None] = mapped_column(String(200))
+    # The name to credit, as the reporter (or the team) gave it; None: none recorded.
+    credit_stored: Mapped[bytes | None] = mapped_column("credit", LargeBinary)
+    credit = Sealed("credit_stored", OPTIONAL_TEXT)
+    __sealed__ = (subject, credit)
     # What the reporter said about being credited: named | anonymous | unknown (vocabulary).
     credit_consent: Mapped[str] = mapped_column(String(20), default="unknown",
                                                 server_default="unknown")
@@ -177,7 +180,7 @@ class Message(SealedRow, Base):
     case: Mapped[Case] = relationship(back_populates="messages", lazy="raise_on_sql")
 
 
-class Event(Base):
+class Event(SealedRow, Base):
     """The audit trail: every transition, command and notable decision on a case."""
 
     __tablename__ = "events"
@@ -187,8 +190,14 @@ class Event(Base):
     at: Mapped[datetime]
     actor: Mapped[str] = mapped_column(String(320))
     action: Mapped[str] = mapped_column(String(40))
-    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    source: Mapped[str] = mapped_column(String(1000), default="")  # "message:<id>" or "cli"
+    # A command's arguments (a /credit name among them), a refusal's reason: sealed.
+    detail_stored: Mapped[bytes] = mapped_column("detail", LargeBinary)
+    detail = Sealed("detail_stored", JSON_DICT)
+    # "message:<Message-ID>", or the command line that made it ("cli:cases credit ID Name"):
+    # sealed, as it carries the command's arguments.
+    source_stored: Mapped[bytes] = mapped_column("source", LargeBinary)
+    source = Sealed("source_stored", TEXT)
+    __sealed__ = (detail, source)
 
     case: Mapped[Case] = relationship(back_populates="events", lazy="raise_on_sql")
 
@@ -245,7 +254,7 @@ class MailboxCursor(Base):
     updated_at: Mapped[datetime]
 
 
-class InboundFailure(Base):
+class InboundFailure(SealedRow, Base):
     """A message that failed processing; quarantined after three tries."""
 
     __tablename__ = "inbound_failures"
@@ -256,7 +265,10 @@ class InboundFailure(Base):
     uidvalidity: Mapped[int] = mapped_column(BigInteger)
     uid: Mapped[int] = mapped_column(BigInteger)
     attempts: Mapped[int] = mapped_column(default=0)
-    last_error: Mapped[str] = mapped_column(Text, default="")
+    # An error text can quote the message (a header, a part): sealed.
+    last_error_stored: Mapped[bytes] = mapped_column("last_error", LargeBinary)
+    last_error = Sealed("last_error_stored", TEXT)
+    __sealed__ = (last_error,)
     quarantined: Mapped[bool] = mapped_column(default=False)
     raw_id: Mapped[int | None] = mapped_column(ForeignKey("raw_messages.id"))
     updated_at: Mapped[datetime]

@@ -30,6 +30,12 @@ def opened(read: Callable[[], T], fallback: T, case_id: str, what: str) -> T:
         return fallback
 
 
+def credit_of(case: Case) -> str | None:
+    """The name to credit (None: none recorded), UNREADABLE when it does not open."""
+    fallback: str | None = UNREADABLE
+    return opened(lambda: case.credit, fallback, case.id, "the credit")
+
+
 def case_summary(case: Case, message_count: int) -> dict[str, Any]:
     return {
         "id": case.id,
@@ -50,7 +56,7 @@ def case_summary(case: Case, message_count: int) -> dict[str, Any]:
         "close_reason": case.close_reason,
         "duplicate_of": case.duplicate_of,
         "cve": list(case.cve),
-        "credit": case.credit,
+        "credit": credit_of(case),
         "credit_consent": case.credit_consent,
         "disclosure_date": case.disclosure_date.isoformat() if case.disclosure_date else None,
         "update_due": _iso(case.update_due),
@@ -75,8 +81,9 @@ def case_detail(session: Session, case: Case, raw_store: RawStore | None = None,
             view["text"] = message_text(session, raw_store, m, max_bytes)
     out["events"] = [event_view(e) for e in events]
     # What the report itself claimed (CVE ids, CVSS vectors with their scores), not the
-    # team's decision: see mailbot.intake.claims.
-    claims = [e.detail for e in events if e.action == "reporter-claim"]
+    # team's decision: see mailbot.intake.claims. A claim that does not open is left out.
+    claims = [view["detail"] for e, view in zip(events, out["events"], strict=True)
+              if e.action == "reporter-claim" and not unreadable_detail(view["detail"])]
     out["reporter_claim"] = claims[-1] if claims else None
     return out
 
@@ -112,8 +119,18 @@ def message_view(m: Message) -> dict[str, Any]:
 
 
 def event_view(e: Event) -> dict[str, Any]:
-    return {"at": _iso(e.at), "actor": e.actor, "action": e.action, "detail": e.detail,
-            "source": e.source}
+    return {"at": _iso(e.at), "actor": e.actor, "action": e.action,
+            "detail": event_detail(e),
+            "source": opened(lambda: e.source, UNREADABLE, e.case_id, f"event {e.id}'s source")}
+
+
+def event_detail(e: Event) -> dict[str, Any]:
+    """An event's detail, or ``{"detail": UNREADABLE}`` when it does not open."""
+    return opened(lambda: e.detail, {"detail": UNREADABLE}, e.case_id, f"event {e.id}'s detail")
+
+
+def unreadable_detail(detail: dict[str, Any]) -> bool:
+    return detail == {"detail": UNREADABLE}
 
 
 def list_cases(session: Session, *, status: str | None = None,

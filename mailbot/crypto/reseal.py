@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, Table, select, update
 
-from mailbot.cases.models import Case, Message, Outbox, RawMessage
+from mailbot.cases.models import Case, Event, InboundFailure, Message, Outbox, RawMessage
 from mailbot.crypto.aead import AesGcmSealer
 from mailbot.mail.parse import dedupe_key
 from mailbot.sealing import IntegrityFailure, identity, key_id_of
@@ -35,9 +35,11 @@ class SealedColumns:
 
 
 SEALED_TABLES = (
-    SealedColumns(Case.__table__, ("subject",)),  # type: ignore[arg-type]
+    SealedColumns(Case.__table__, ("subject", "credit")),  # type: ignore[arg-type]
     SealedColumns(Message.__table__, ("subject", "details")),  # type: ignore[arg-type]
+    SealedColumns(Event.__table__, ("detail", "source")),  # type: ignore[arg-type]
     SealedColumns(Outbox.__table__, ("data",)),  # type: ignore[arg-type]
+    SealedColumns(InboundFailure.__table__, ("last_error",)),  # type: ignore[arg-type]
     SealedColumns(RawMessage.__table__, ("data",)),  # type: ignore[arg-type]
 )
 
@@ -107,6 +109,11 @@ def _describe(conn: Connection, table: str, pk: object) -> str:
     if table == "messages":
         case = conn.execute(select(Message.case_id).where(Message.id == pk)).scalar()
         return f"message {pk} of case {case}"
+    if table == "events":
+        case = conn.execute(select(Event.case_id).where(Event.id == pk)).scalar()
+        return f"event {pk} of case {case}"
+    if table == "inbound_failures":
+        return f"failure record {pk}"
     if table == "outbox":
         case = conn.execute(select(Outbox.case_id).where(Outbox.id == pk)).scalar()
         return f"outbox message {pk}" + (f" of case {case}" if case else "")

@@ -12,11 +12,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailbot.cases.models import InboundFailure, Message, RawMessage
+from mailbot.cases.views import UNREADABLE
 from mailbot.errors import UsageError
 from mailbot.intake.pipeline import Intake, Outcome
 from mailbot.intake.runner import process_alone
 from mailbot.mail.message import FetchedMessage
 from mailbot.mail.parse import dedupe_key
+from mailbot.sealing import IntegrityFailure
 from mailbot.store import Database
 
 log = logging.getLogger("mailbot.quarantine")
@@ -104,7 +106,16 @@ def _entry(session: Session, row: InboundFailure) -> Quarantined:
     if row.raw_id is not None:
         size = session.scalar(select(RawMessage.size).where(RawMessage.id == row.raw_id))
     return Quarantined(id=row.id, folder=row.folder, uidvalidity=row.uidvalidity, uid=row.uid,
-                       tries=row.attempts, error=row.last_error, since=row.updated_at, size=size)
+                       tries=row.attempts, error=_error(row), since=row.updated_at, size=size)
+
+
+def _error(row: InboundFailure) -> str:
+    """The failure's error text (sealed), or UNREADABLE when it does not open."""
+    try:
+        return row.last_error
+    except IntegrityFailure as exc:
+        log.error("quarantined message %d: its error text does not open: %s", row.id, exc)
+        return UNREADABLE
 
 
 def _case_of(session: Session, fetched: FetchedMessage, outcome: Outcome,

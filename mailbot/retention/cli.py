@@ -23,8 +23,9 @@ def register(sub: Any) -> None:
     purge = cases.add_parser(
         "purge", help="erase a case's content; keep its skeleton and a purged event",
         description="Erase the content of a case and all its messages (raw bytes, subjects, "
-                    "text, attachment names, the outbox copies of mail about it); keep the id, "
-                    "dates, deadlines, status, severity, flags and events, and record who purged "
+                    "text, attachment names, the outbox copies of mail about it, the name to "
+                    "credit, the events' details); keep the id, dates, deadlines, status, "
+                    "severity, flags and each event's time and action, and record who purged "
                     "it. With [retention] purge_mailbox = true, also delete its messages from "
                     "the IMAP folders mailbot reads (inbox and Sent).")
     purge.add_argument("id", help="the case id, e.g. SEC-2026-0042")

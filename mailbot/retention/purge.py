@@ -1,10 +1,13 @@
 """Delete on demand: a case's content erased, its skeleton kept.
 
 What goes: the raw bytes of every message (and a decrypted copy kept beside them), the subjects,
-each message's details (attachment names among them), the outbox copies of mail about the case.
+each message's details (attachment names among them), the outbox copies of mail about the case,
+the name to credit and the details and sources of its events (command arguments, a credit name
+among them).
 What stays, so that deadline history and reports still count it: the case's id, reporter address,
-dates, deadlines, status, severity and flags, each message's routing metadata (direction, kind,
-addresses, Message-ID, dates), and the events. A ``purged`` event records who and when.
+dates, deadlines, status, severity, flags and credit consent, each message's routing metadata
+(direction, kind, addresses, Message-ID, dates), and each event's time, actor and action. A
+``purged`` event records who and when.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from mailbot.cases import service, vocabulary
-from mailbot.cases.models import Case, Message, Outbox, RawMessage
+from mailbot.cases.models import Case, Event, Message, Outbox, RawMessage
 from mailbot.errors import UsageError
 from mailbot.sealing import IntegrityFailure
 from mailbot.store import Database
@@ -63,7 +66,11 @@ def purge_case(session: Session, case_id: str, actor: service.Actor, now: dateti
     session.flush()
     if raw_ids:
         session.execute(delete(RawMessage).where(RawMessage.id.in_(raw_ids)))
+    for event in session.scalars(select(Event).where(Event.case_id == case.id)):
+        event.detail = {PURGED: True}
+        event.source = ""  # a command line carries its arguments
     case.subject = ""
+    case.credit = None
     service.add_flags(case, PURGED)
     service.record(session, case, actor, PURGED,
                    {"messages": len(messages), "raw_messages": len(raw_ids)}, now)

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailbot.cases.models import Case, Event, Message, Outbox
+from mailbot.cases.views import credit_of, event_detail
 from mailbot.config import PolicySettings
 from mailbot.deadlines.calendar import BusinessCalendar
 from mailbot.deadlines.watch import deadline_of, stage_at
@@ -53,10 +54,19 @@ class MessageView:
 
 
 @dataclass(frozen=True)
+class EventLine:
+    at: datetime
+    actor: str
+    action: str
+    detail: dict[str, Any]  # opened; {"detail": UNREADABLE} when it does not
+
+
+@dataclass(frozen=True)
 class CasePage:
     case: Case
+    credit: str | None  # opened; UNREADABLE when it does not
     deadlines: list[DeadlineLine]
-    events: list[Event]
+    events: list[EventLine]
     messages: list[MessageView]
 
 
@@ -67,7 +77,9 @@ def case_page(session: Session, case: Case, raw_store: RawStore, calendar: Busin
     events = list(session.scalars(
         select(Event).where(Event.case_id == case.id).order_by(Event.id)))
     views = [_message_view(session, m, raw_store, policy) for m in messages]
-    return CasePage(case=case, deadlines=_deadlines(case, calendar, policy, now), events=events,
+    lines = [EventLine(e.at, e.actor, e.action, event_detail(e)) for e in events]
+    return CasePage(case=case, credit=credit_of(case),
+                    deadlines=_deadlines(case, calendar, policy, now), events=lines,
                     messages=views)
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from tests import mailflow
 from tests.integration.test_commands import (
@@ -72,6 +73,14 @@ def test_the_reporters_credit_on_a_reply_to_our_receipt_is_recorded(
 
     after = flow.case(case.id)
     assert (after.credit_consent, after.credit) == (consent, credit)
+    with flow.app.db.engine.connect() as conn:  # sealed at rest; no name: nothing stored
+        stored = conn.execute(text("SELECT credit FROM cases WHERE id = :id"),
+                              {"id": case.id}).scalar()
+    if credit is None:
+        assert stored is None
+    else:
+        assert stored is not None
+        assert bytes(stored)[:1] == b"\x01" and credit.encode() not in bytes(stored)
     [event] = [e for e in flow.events(case.id) if e.action == "credit"]
     assert event.actor == REPORTER
     assert event.detail["by"] == "reporter" and event.detail["consent"] == consent

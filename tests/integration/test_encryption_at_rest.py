@@ -309,10 +309,87 @@ def test_rotation_on_postgresql_leaves_every_value_under_the_new_key(
     with db.engine.connect() as conn:
         kids = {key_id_of(bytes(v)) for spec in SEALED_TABLES
                 for row in conn.execute(select(*(spec.table.c[c] for c in spec.columns)))
-                for v in row}
+                for v in row if v is not None}
     db.dispose()
     assert kids == {read_key_file(new).id}
     marked_config.write_text(marked_config.read_text().replace(str(old), str(new)))
     capsys.readouterr()
     assert main(["--config", str(marked_config), "cases", "show", "SEC-2026-0001", "--json"]) == 0
     assert BODY_MARK + "0" in json.loads(capsys.readouterr().out)["messages"][0]["text"]
+
+
+CREDIT_MARK = "Zqxcreditmark7"
+ERROR_MARK = "Zqxerrormark7"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_credit_events_and_failures_left_clear_before_0007_are_sealed_at_first_start(
+    tmp_path: Path, marked_config: Path, capsys: pytest.CaptureFixture[str],
+    request: pytest.FixtureRequest, backend: str,
+) -> None:
+    """A database already sealed by a version before 0007 (canary, sealed subjects) still holds
+    the credit name, the events' details and sources and the failure texts in clear: 0007 tags
+    them, and the first start with the key seals them."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from mailbot.crypto.aead import AesGcmSealer
+    from mailbot.crypto.keys import read_key_file
+    from mailbot.crypto.provision import write_canary
+    from mailbot.store import Database, _alembic_config
+
+    key = factories.storage_key(tmp_path)
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    if backend == "postgresql":
+        url = request.getfixturevalue("pg_url")
+    marked_config.write_text(
+        marked_config.read_text().replace(f"sqlite:///{tmp_path / 'cli.db'}", url)
+        + f'[storage]\nkey_file = "{key}"\n')
+    sealer = AesGcmSealer([read_key_file(key)])
+    db = Database(url, sealer)
+    with db.engine.begin() as conn:
+        command.upgrade(_alembic_config(conn), "0006")
+    credit = f"Rita {CREDIT_MARK}"
+    with db.engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO cases (id, status, reporter, reporter_name, subject, flags, mentioned_tag,"
+            " received_at, created_at, updated_at, cve, reminder_rank, credit, credit_consent)"
+            " VALUES ('SEC-2026-0001', 'new', 'rita0@reporter.example', '', :s, '[]', '',"
+            " '2026-11-23 09:00:00', '2026-11-23 09:00:00', '2026-11-23 09:00:00', '[]', 0, :c,"
+            " 'named')"), {"s": sealer.seal(b"A sealed subject", "cases.subject:SEC-2026-0001"),
+                           "c": credit})
+        conn.execute(text("INSERT INTO case_counters VALUES ('SEC', 2026, 1)"))
+        conn.execute(text(
+            "INSERT INTO events (case_id, at, actor, action, detail, source) VALUES ("
+            "'SEC-2026-0001', '2026-11-23 09:00:00', 'cli:root', 'credit', :d, :c)"),
+            {"d": json.dumps({"consent": "named", "name": credit}),
+             "c": f"cli:cases credit SEC-2026-0001 {credit}"})
+        conn.execute(text(
+            "INSERT INTO inbound_failures (folder, uidvalidity, uid, attempts, last_error,"
+            " quarantined, updated_at) VALUES ('INBOX', 1, 7, 3, :e, :q,"
+            " '2026-11-23 09:00:00')"), {"e": f"ValueError: cannot parse {ERROR_MARK}", "q": True})
+    write_canary(db)
+    db.dispose()
+
+    ingest_marked(tmp_path, marked_config)  # migrates to 0007, seals, then ingests
+    if backend == "sqlite":
+        blobs = [(f.name, f.read_bytes()) for f in tmp_path.glob("cli.db*")]
+    else:
+        server = request.getfixturevalue("postgres_server")
+        dump = [str(server.bin_dir / "pg_dump"), "-h", "127.0.0.1", "-p", str(server.port),
+                "-U", "postgres", url.rsplit("/", 1)[1]]
+        blobs = [("pg_dump", subprocess.run(dump, capture_output=True, check=True,
+                                            timeout=60).stdout)]
+    for where, blob in blobs:
+        for mark in (CREDIT_MARK, ERROR_MARK):
+            for form in encodings(mark):
+                assert form not in blob, f"{mark} found in {where} as {form!r}"
+    capsys.readouterr()
+    assert main(["--config", str(marked_config), "cases", "show", "SEC-2026-0001", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["credit"] == credit and shown["subject"] == "A sealed subject"
+    assert shown["events"][0]["detail"] == {"consent": "named", "name": credit}
+    assert shown["events"][0]["source"] == f"cli:cases credit SEC-2026-0001 {credit}"
+    assert main(["--config", str(marked_config), "quarantine", "list", "--json"]) == 0
+    [entry] = json.loads(capsys.readouterr().out)
+    assert ERROR_MARK in entry["error"]

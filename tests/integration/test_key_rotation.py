@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from mailbot.cli import main
 from mailbot.crypto.keys import read_key_file
@@ -33,16 +33,53 @@ def stored_key_ids(url: str) -> dict[str | None, int]:
     with db.engine.connect() as conn:
         for spec in SEALED_TABLES:
             for row in conn.execute(select(*(spec.table.c[c] for c in spec.columns))):
-                for value in row:
+                for value in (v for v in row if v is not None):  # NULL: no credit
                     kid = key_id_of(bytes(value))
                     counts[kid] = counts.get(kid, 0) + 1
     db.dispose()
     return counts
 
 
+# Sealed since 0007, named here and not through SEALED_TABLES: a rotation that forgot them fails.
+LATER_COLUMNS = (("cases", "credit"), ("events", "detail"), ("events", "source"),
+                 ("inbound_failures", "last_error"))
+
+
+def later_columns_key_ids(url: str) -> dict[str, set[str | None]]:
+    """The key ids of the credit names, event details and failure texts, per column."""
+    db = Database(url)
+    found: dict[str, set[str | None]] = {}
+    with db.engine.connect() as conn:
+        for table, column in LATER_COLUMNS:
+            rows = conn.execute(text(f"SELECT {column} FROM {table} WHERE {column} IS NOT NULL"))
+            found[f"{table}.{column}"] = {key_id_of(bytes(v)) for (v,) in rows}
+    db.dispose()
+    return found
+
+
+def add_credit_and_failure(config: Path) -> None:
+    """A credit name on the first case (and its event), and a failure record."""
+    from datetime import UTC, datetime
+
+    from mailbot.app import App
+    from mailbot.cases.models import InboundFailure
+    from mailbot.config import load_settings
+
+    assert main(["--config", str(config), "cases", "credit", "SEC-2026-0001",
+                 "Rita Reporter, Example Labs"]) == 0
+    app = App(load_settings(config))
+    app.prepare_storage()
+    with app.db.session() as session:
+        session.add(InboundFailure(folder="INBOX", uidvalidity=1, uid=7, attempts=1,
+                                   last_error="ValueError: a quoted header",
+                                   updated_at=datetime.now(UTC)))
+    app.close()
+
+
 @pytest.fixture
 def filled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
-    """A config whose database holds REPORTS cases under key A, and a new key B."""
+    """A config whose database holds REPORTS cases under key A (one with a credit name, and a
+    failure record), and a new key B."""
     monkeypatch.setenv("TEST_IMAP_PASSWORD", "x")
     old = factories.storage_key(tmp_path, "a.key")
     config = write_config(tmp_path, extra=f'[storage]\nkey_file = "{old}"\n')
@@ -52,6 +89,7 @@ def filled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]
         path.write_bytes(report(n))
         files.append(str(path))
     assert main(["--config", str(config), "ingest", *files]) == 0
+    add_credit_and_failure(config)
     return config, factories.storage_key(tmp_path, "b.key")
 
 
@@ -94,6 +132,7 @@ def test_rotation_killed_at_random_points_resumes_and_loses_nothing(
     assert main(["--config", str(config), "keys", "rotate", "--new-key-file", str(new)]) == 0
     new_id = read_key_file(new).id
     assert stored_key_ids(url) == {new_id: total}
+    assert all(kids == {new_id} for kids in later_columns_key_ids(url).values())
 
     # Only the new key now: every case and message opens, with its content.
     config.write_text(config.read_text().replace(str(tmp_path / "a.key"), str(new)))
@@ -115,10 +154,21 @@ def test_after_rotation_the_old_key_alone_is_refused(
     filled: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:
     config, new = filled
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    old_id = read_key_file(tmp_path / "a.key").id
+    assert all(kids == {old_id} for kids in later_columns_key_ids(url).values())
     assert main(["--config", str(config), "keys", "rotate", "--new-key-file", str(new)]) == 0
+    assert later_columns_key_ids(url) == {f"{t}.{c}": {read_key_file(new).id}
+                                          for t, c in LATER_COLUMNS}
     # The new key's first start finishes the handover; from then on the old key opens nothing.
     with_new = config.read_text().replace(str(tmp_path / "a.key"), str(new))
     config.write_text(with_new)
+    capsys.readouterr()
+    assert main(["--config", str(config), "cases", "show", "SEC-2026-0001", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["credit"] == "Rita Reporter, Example Labs"
+    [credit] = [e for e in shown["events"] if e["action"] == "credit"]
+    assert credit["detail"]["name"] == "Rita Reporter, Example Labs"
     assert main(["--config", str(config), "cases", "list"]) == 0
     config.write_text(with_new.replace(str(new), str(tmp_path / "a.key")))
     capsys.readouterr()

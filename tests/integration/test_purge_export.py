@@ -28,6 +28,7 @@ from tests.servers.postgres import PostgresServer
 from tests.servers.smtp_sink import SmtpSink
 
 CASE = "SEC-2026-0001"
+CREDIT_MARK = "Zqxcreditmark7"
 
 
 def marks(n: int) -> list[str]:
@@ -83,7 +84,11 @@ def test_purge_erases_the_content_and_keeps_the_skeleton(
 ) -> None:
     config = clear_config
     assert main(["--config", str(config), "cases", "ack", CASE]) == 0
+    assert main(["--config", str(config), "cases", "credit", CASE, f"Rita {CREDIT_MARK}"]) == 0
+    assert main(["--config", str(config), "cases", "credit", "SEC-2026-0002",
+                 f"Ron {CREDIT_MARK}"]) == 0
     assert all(found_in_database(tmp_path, m) for m in visible(0))  # in clear: it can see
+    assert found_in_database(tmp_path, f"Rita {CREDIT_MARK}")
     before = cli_json(capsys, config, "cases", "show", CASE, "--json")
     figures = sla(capsys, config)
 
@@ -91,15 +96,21 @@ def test_purge_erases_the_content_and_keeps_the_skeleton(
     assert main(["--config", str(config), "cases", "purge", CASE, "--yes"]) == 0
     assert f"{CASE}: purged" in capsys.readouterr().out
 
-    for mark in marks(0):
+    for mark in (*marks(0), f"Rita {CREDIT_MARK}"):  # the credit: on the case and an event
         assert not found_in_database(tmp_path, mark), mark
     assert all(found_in_database(tmp_path, m) for m in visible(1))  # others keep theirs
+    assert found_in_database(tmp_path, f"Ron {CREDIT_MARK}")
     after = cli_json(capsys, config, "cases", "show", CASE, "--json")
     assert isinstance(before, dict) and isinstance(after, dict)
     for key in ("id", "status", "reporter", "received_at", "ack_due", "acknowledged_at",
-                "assessment_due", "message_count"):
+                "assessment_due", "message_count", "credit_consent"):
         assert after[key] == before[key], key
     assert after["subject"] == "" and "purged" in after["flags"]
+    assert before["credit"] == f"Rita {CREDIT_MARK}" and after["credit"] is None
+    # Each event keeps its time, actor and action; its detail is gone.
+    kept = [(e["at"], e["actor"], e["action"]) for e in after["events"][:-1]]
+    assert kept == [(e["at"], e["actor"], e["action"]) for e in before["events"]]
+    assert all(e["detail"] == {"purged": True} for e in after["events"][:-1])
     assert all(m["subject"] == "" and m["text"] == "" for m in after["messages"])
     [purged] = [e for e in after["events"] if e["action"] == "purged"]
     assert purged["actor"].startswith("cli:")
@@ -240,6 +251,7 @@ def test_purge_on_postgresql_leaves_no_mark_in_a_dump(
         (tmp_path / f"r{n}.eml").write_bytes(report(n))
         files.append(str(tmp_path / f"r{n}.eml"))
     assert main(["--config", str(config), "ingest", *files]) == 0
+    assert main(["--config", str(config), "cases", "credit", CASE, f"Rita {CREDIT_MARK}"]) == 0
 
     def dump() -> bytes:
         command = [str(postgres_server.bin_dir / "pg_dump"), "-h", "127.0.0.1",
@@ -248,8 +260,9 @@ def test_purge_on_postgresql_leaves_no_mark_in_a_dump(
 
     before = dump()
     assert all(any(f in before for f in encodings(m)) for m in visible(0))  # in clear before
+    assert any(f in before for f in encodings(CREDIT_MARK))
     assert main(["--config", str(config), "cases", "purge", CASE, "--yes"]) == 0
     after = dump()
-    for mark in marks(0):
+    for mark in (*marks(0), CREDIT_MARK):
         assert not any(form in after for form in encodings(mark)), mark
     assert all(any(f in after for f in encodings(m)) for m in visible(1))
