@@ -17,7 +17,8 @@ from typing import Any
 from inscriptis import get_annotated_text
 from inscriptis.model.config import ParserConfig
 
-from mailbot.mail.headers import charset_problem, clean, decode_bytes, decode_words, fix_8bit
+from mailbot.mail.charsets import decode_text
+from mailbot.mail.headers import charset_problem, clean, decode_words, fix_8bit
 from mailbot.mail.message import Attachment
 
 MAX_TEXT = 1024 * 1024  # characters of text_body
@@ -48,7 +49,7 @@ class Defects:
 
 
 # ---------------------------------------------------------------------------------------------
-# Walking the MIME tree: part types, attachments, text parts, defects
+# Walking the MIME tree: part types, attachments, text parts, the sender's own part, defects
 
 
 @dataclass
@@ -58,39 +59,83 @@ class Walk:
     plain: list[Message] = field(default_factory=list)
     html: list[Message] = field(default_factory=list)
     other: list[Message] = field(default_factory=list)  # unreadable multiparts, as text
+    own: Message | None = None  # the first text part the sender wrote (see owntext)
+    _texts: dict[int, str] = field(default_factory=dict)
+
+    def text_of(self, part: Message, defects: Defects) -> str:
+        """The decoded text of one of this walk's parts, decoded once however often asked."""
+        key = id(part)
+        if key not in self._texts:
+            self._texts[key] = leaf_text(part, defects)
+        return self._texts[key]
 
 
 ENCLOSED = ("message/rfc822", "message/global", "message/news")
 
 
+@dataclass(frozen=True)
+class _Place:
+    """Where a part sits: how deep, inside an enclosed message, the signature of a signed part."""
+
+    depth: int = 0
+    enclosed: bool = False
+    signature: bool = False
+
+
 def walk_parts(root: Message, defects: Defects) -> Walk:
-    """Depth-first, iterative (a recursive walk is what deep nesting breaks), capped."""
+    """Depth-first in document order, iterative (a recursive walk is what deep nesting breaks),
+    capped. Every part is read once, here, for everything intake needs of it:
+
+    - Text: a leaf whose subtype is ``plain`` or ``html`` (``application/plain`` too, as some
+      S/MIME signers label the text), that is neither an attachment (disposition or filename)
+      nor the signature of a ``multipart/signed``. A ``text/plain`` or ``text/html`` part
+      marked ``inline`` that carries a filename is text and an attachment both.
+    - Enclosed text: whatever ``message/*`` encloses (a forwarded message, the returned part
+      of a bounce, a ``message/partial`` fragment) is read as text too, but is never the
+      sender's own part and adds no part types.
+    - Attachments: every other leaf, and each enclosed message sent with a disposition or name.
+    - The sender's own part: the first text part outside enclosed messages that is not named.
+    """
     walk = Walk()
-    stack: list[tuple[Message, int, bool]] = [(root, 0, False)]
+    stack: list[tuple[Message, _Place]] = [(root, _Place())]
     seen = 0
     while stack:
-        part, depth, enclosed = stack.pop()
+        part, place = stack.pop()
         seen += 1
         if seen > MAX_PARTS:
             defects.add(f"over {MAX_PARTS} MIME parts: only the first {MAX_PARTS} examined")
             break
         ctype = part_content_type(part)
-        if not enclosed:
+        if not place.enclosed:
             walk.part_types.append(ctype)
         for defect in part.defects:
             defects.add(type(defect).__name__.lstrip("_"))
         if part.is_multipart():
-            if ctype in ENCLOSED and any(_disposition(part)):
+            if ctype in ENCLOSED and _is_named(*_disposition(part)):
                 walk.attachments.append(_enclosed_attachment(part, ctype, defects))
-            if depth >= MAX_DEPTH:
+            if place.depth >= MAX_DEPTH:
                 defects.add(f"MIME nesting over {MAX_DEPTH} levels: deeper parts not examined")
-            elif ctype.startswith("multipart/") or ctype in ENCLOSED:
-                inner = enclosed or ctype in ENCLOSED
-                kids = [c for c in children(part) if isinstance(c, Message)]
-                stack.extend((child, depth + 1, inner) for child in reversed(kids))
+            elif ctype.startswith("multipart/") or _encloses_parts(ctype):
+                stack.extend(reversed(_children_placed(part, ctype, place)))
             continue
-        _leaf(part, ctype, walk, defects)
+        _leaf(part, ctype, place, walk, defects)
     return walk
+
+
+def _encloses_parts(ctype: str) -> bool:
+    # message/delivery-status holds blocks of fields, not parts (the stdlib makes them
+    # messages of their own): nothing in them is text or attachment.
+    return ctype.startswith("message/") and ctype != "message/delivery-status"
+
+
+def _children_placed(part: Message, ctype: str, place: _Place) -> list[tuple[Message, _Place]]:
+    kids = [c for c in children(part) if isinstance(c, Message)]
+    enclosed = place.enclosed or ctype.startswith("message/")
+    signed = ctype == "multipart/signed"  # RFC 1847: the content, then its signature
+    return [
+        (child, _Place(place.depth + 1, enclosed, signed and index > 0))
+        for index, child in enumerate(kids)
+    ]
 
 
 def children(part: Message) -> list[Any]:
@@ -98,44 +143,65 @@ def children(part: Message) -> list[Any]:
     return payload if isinstance(payload, list) else []
 
 
-def is_attachment(part: Message) -> bool:
-    """Content-Disposition says attachment, or the part has a filename."""
-    attached, filename = _disposition(part)
-    return attached or bool(filename)
-
-
-def _disposition(part: Message) -> tuple[bool, str]:
-    """(Content-Disposition is attachment, the filename or "")."""
+def _disposition(part: Message) -> tuple[str | None, str]:
+    """(Content-Disposition's value or None, the filename or "")."""
     try:
-        attached = part.get_content_disposition() == "attachment"
+        disposition = part.get_content_disposition()
     except Exception:
-        attached = False
-    return attached, _filename(part)
+        disposition = None
+    return disposition, _filename(part)
 
 
-def _leaf(part: Message, ctype: str, walk: Walk, defects: Defects) -> None:
-    attached, filename = _disposition(part)
-    if attached or filename:
+def _is_named(disposition: str | None, filename: str) -> bool:
+    """An attachment by its Content-Disposition or its filename."""
+    return disposition == "attachment" or bool(filename)
+
+
+def _leaf(part: Message, ctype: str, place: _Place, walk: Walk, defects: Defects) -> None:
+    disposition, filename = _disposition(part)
+    named = _is_named(disposition, filename)
+    subtype = ctype.partition("/")[2]
+    if named:
         walk.attachments.append(_attachment(part, ctype, filename, defects))
-    elif ctype in ("text/plain", "text/html"):
-        (walk.plain if ctype == "text/plain" else walk.html).append(part)
-        problem = charset_problem(part_charset(part))
-        if problem:
-            defects.add(problem)
+        if not (disposition == "inline" and ctype in ("text/plain", "text/html")):
+            return
     elif ctype.startswith("multipart/"):
         walk.other.append(part)  # its boundary never came: the body is still its text
-    else:
-        walk.attachments.append(_attachment(part, ctype, filename, defects))
+        return
+    elif place.signature or subtype not in ("plain", "html"):
+        walk.attachments.append(_attachment(part, ctype, filename, defects, place, walk))
+        return
+    (walk.plain if subtype == "plain" else walk.html).append(part)
+    if walk.own is None and not named and not place.enclosed:
+        walk.own = part
+    problem = charset_problem(part_charset(part))
+    if problem:
+        defects.add(problem)
 
 
-def _attachment(part: Message, ctype: str, filename: str, defects: Defects) -> Attachment:
+def _attachment(
+    part: Message,
+    ctype: str,
+    filename: str,
+    defects: Defects,
+    place: _Place | None = None,
+    walk: Walk | None = None,
+) -> Attachment:
+    """With ``walk``: an unnamed part, whose 7-bit text (an OpenPGP armored message, say) is
+    the body text of last resort, for a message with no text part at all."""
     data = payload_bytes(part, defects)
+    if walk is not None and place is not None and not place.signature and _is_7bit_text(data):
+        walk.other.append(part)
     return Attachment(
         filename=filename,
         content_type=ctype,
         size=len(data),
         sha256=hashlib.sha256(data).hexdigest(),
     )
+
+
+def _is_7bit_text(data: bytes) -> bool:
+    return data.isascii() and b"\x00" not in data and bool(data.strip())
 
 
 def _enclosed_attachment(part: Message, ctype: str, defects: Defects) -> Attachment:
@@ -282,9 +348,9 @@ def _filename(part: Message) -> str:
 
 def body_text(walk: Walk, defects: Defects) -> str:
     return assemble(
-        [leaf_text(p, defects) for p in walk.plain],
-        [leaf_text(p, defects) for p in walk.html],
-        [leaf_text(p, defects) for p in walk.other],
+        [walk.text_of(p, defects) for p in walk.plain],
+        [walk.text_of(p, defects) for p in walk.html],
+        [walk.text_of(p, defects) for p in walk.other],
         defects,
     )
 
@@ -292,7 +358,7 @@ def body_text(walk: Walk, defects: Defects) -> str:
 def leaf_text(part: Message, defects: Defects) -> str:
     # UTF-8 takes at most 4 bytes per character: more than this cannot survive the cap.
     data = payload_bytes(part, defects, MAX_TEXT * 4)[: MAX_TEXT * 4]
-    text, problem = decode_bytes(data, part_charset(part))
+    text, problem = decode_text(data, part_charset(part))
     if problem:
         defects.add(problem)
     return text
