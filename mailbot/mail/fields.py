@@ -12,9 +12,9 @@ from email.utils import parsedate_to_datetime
 
 from mailbot.mail.addresses import all_addresses
 from mailbot.mail.dedupe import is_trace_name
+from mailbot.mail.defects import Defects
 from mailbot.mail.headers import MAX_HEADER_VALUE, clean, header_text, message_ids
 from mailbot.mail.message import Address
-from mailbot.mail.mime import Defects
 
 MAX_HEADER_FIELDS = 1000  # header fields kept in InboundMessage.headers
 MAX_REFERENCES = 100  # ids kept of References and of In-Reply-To (the last ones)

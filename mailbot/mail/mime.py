@@ -2,7 +2,7 @@
 
 Pure and bounded: at most MAX_PARTS parts and MAX_DEPTH levels are examined, payloads are decoded
 from the stored text without the stdlib's copies, and text is capped at MAX_TEXT characters.
-``Defects`` collects what went wrong on the way, for the message's record.
+What goes wrong on the way is added to the message's ``Defects``.
 """
 
 from __future__ import annotations
@@ -14,38 +14,18 @@ from dataclasses import dataclass, field
 from email.message import Message
 from typing import Any
 
-from inscriptis import get_annotated_text
-from inscriptis.model.config import ParserConfig
-
 from mailbot.mail.charsets import decode_text
+from mailbot.mail.defects import Defects
 from mailbot.mail.headers import charset_problem, clean, decode_words, fix_8bit
+from mailbot.mail.html_text import html_to_text
 from mailbot.mail.message import Attachment
 
 MAX_TEXT = 1024 * 1024  # characters of text_body
-MAX_HTML = 256 * 1024  # characters of HTML converted to text (inscriptis: ~0.7 s per MB)
 MAX_PARTS = 1000  # MIME parts examined
 MAX_DEPTH = 64  # MIME nesting levels examined
-MAX_DEFECTS = 50
 MAX_FILENAME = 255
 
 BODY_JUNK = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]+")
-_TAG = re.compile(r"<[^>]*>")
-
-
-class Defects:
-    """What went wrong, in order, each once, capped."""
-
-    def __init__(self) -> None:
-        self._items: dict[str, None] = {}
-
-    def add(self, text: str) -> None:
-        if len(self._items) < MAX_DEFECTS:
-            self._items.setdefault(text, None)
-
-    def as_tuple(self) -> tuple[str, ...]:
-        return tuple(self._items)
-
-
 
 
 # ---------------------------------------------------------------------------------------------
@@ -61,6 +41,7 @@ class Walk:
     other: list[Message] = field(default_factory=list)  # unreadable multiparts, as text
     own: Message | None = None  # the first text part the sender wrote (see owntext)
     _texts: dict[int, str] = field(default_factory=dict)
+    _html_texts: dict[str, str] = field(default_factory=dict)
 
     def text_of(self, part: Message, defects: Defects) -> str:
         """The decoded text of one of this walk's parts, decoded once however often asked."""
@@ -68,6 +49,13 @@ class Walk:
         if key not in self._texts:
             self._texts[key] = leaf_text(part, defects)
         return self._texts[key]
+
+    def html_as_text(self, html: str, defects: Defects) -> str:
+        """``html_to_text``, run once per distinct HTML (the body and the own text of an HTML
+        message are usually the same one part)."""
+        if html not in self._html_texts:
+            self._html_texts[html] = html_to_text(html, defects)
+        return self._html_texts[html]
 
 
 ENCLOSED = ("message/rfc822", "message/global", "message/news")
@@ -347,12 +335,17 @@ def _filename(part: Message) -> str:
 
 
 def body_text(walk: Walk, defects: Defects) -> str:
-    return assemble(
-        [walk.text_of(p, defects) for p in walk.plain],
-        [walk.text_of(p, defects) for p in walk.html],
-        [walk.text_of(p, defects) for p in walk.other],
-        defects,
-    )
+    """The plain parts; else the HTML parts as text; else whatever text there is. Parts are
+    decoded only when their kind is the one read."""
+    text = _join([walk.text_of(p, defects) for p in walk.plain])
+    if not text.strip() and walk.html:
+        text = walk.html_as_text(_join([walk.text_of(p, defects) for p in walk.html]), defects)
+    if not text.strip():
+        text = _join([walk.text_of(p, defects) for p in walk.other])
+    text = BODY_JUNK.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+    if len(text) > MAX_TEXT:
+        defects.add(f"text body over {MAX_TEXT} characters: truncated")
+    return text[:MAX_TEXT]
 
 
 def leaf_text(part: Message, defects: Defects) -> str:
@@ -371,19 +364,6 @@ def part_charset(part: Message) -> str | None:
         return None
 
 
-def assemble(plain: list[str], html: list[str], other: list[str], defects: Defects) -> str:
-    """The plain parts; else the HTML parts as text; else whatever text there is."""
-    text = _join(plain)
-    if not text.strip() and html:
-        text = html_to_text(_join(html), defects)
-    if not text.strip():
-        text = _join(other)
-    text = BODY_JUNK.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
-    if len(text) > MAX_TEXT:
-        defects.add(f"text body over {MAX_TEXT} characters: truncated")
-    return text[:MAX_TEXT]
-
-
 def _join(texts: list[str]) -> str:
     out: list[str] = []
     size = 0
@@ -395,43 +375,3 @@ def _join(texts: list[str]) -> str:
         if size > MAX_TEXT:
             break
     return "\n\n".join(out)
-
-
-_QUOTE_RULES = ParserConfig(annotation_rules={"blockquote": ["quote"]})
-
-
-def html_to_text(html: str, defects: Defects) -> str:
-    """HTML as text, with every line of a ``<blockquote>`` written as a ``> `` quote line.
-
-    A plain conversion only indents quoted HTML, and the indent is lost as soon as a line is
-    stripped: a reply bottom-posted under a quote would then begin with the quoted text.
-    """
-    if len(html) > MAX_HTML:
-        defects.add(f"HTML over {MAX_HTML} characters: only the start converted to text")
-        html = html[:MAX_HTML]
-    try:
-        converted = get_annotated_text(html, _QUOTE_RULES)
-    except Exception as exc:
-        defects.add(f"HTML conversion failed ({type(exc).__name__})")
-        return _TAG.sub(" ", html)
-    text = str(converted.get("text", ""))
-    spans = sorted((int(start), int(end)) for start, end, *_ in converted.get("label", ()))
-    return _mark_quoted_lines(text, spans) if spans else text
-
-
-def _mark_quoted_lines(text: str, spans: list[tuple[int, int]]) -> str:
-    """Prefix ``> `` to each non-empty line that overlaps one of ``spans`` (sorted by start).
-
-    The first span, in start order, that has not ended before a line begins overlaps the line
-    when it starts before the line ends; no later span can overlap it without that one too."""
-    out: list[str] = []
-    pos = 0
-    index = 0
-    for line in text.split("\n"):
-        end = pos + len(line)
-        while index < len(spans) and spans[index][1] <= pos:
-            index += 1
-        quoted = index < len(spans) and spans[index][0] < end
-        out.append("> " + line.strip() if quoted and line.strip() else line)
-        pos = end + 1
-    return "\n".join(out)

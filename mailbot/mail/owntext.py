@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 
-from mailbot.mail.mime import BODY_JUNK, Defects, Walk, html_to_text
+from mailbot.mail.defects import Defects
+from mailbot.mail.mime import BODY_JUNK, Walk
 
 MAX_OWN_TEXT = 64 * 1024  # characters: commands sit at the top, a note is short
 
@@ -66,7 +67,7 @@ def own_text(walk: Walk, defects: Defects) -> str:
         return ""
     text = walk.text_of(part, defects)
     if any(html is part for html in walk.html):
-        text = html_to_text(text, defects)
+        text = walk.html_as_text(text, defects)
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     # Controls and lone surrogates (UTF-7 can encode one) are no text anyone wrote, and a
     # database refuses them.

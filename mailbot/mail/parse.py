@@ -24,6 +24,7 @@ from email.message import Message
 
 from mailbot.mail import fields
 from mailbot.mail.dedupe import dedupe_key as dedupe_key
+from mailbot.mail.defects import Defects
 from mailbot.mail.fields import MAX_HEADER_FIELDS as MAX_HEADER_FIELDS
 from mailbot.mail.fields import MAX_REFERENCES as MAX_REFERENCES
 from mailbot.mail.header_block import MAX_HEADER_BLOCK, MAX_HEADER_LINES, bounded_header_end
@@ -34,7 +35,7 @@ from mailbot.mail.message import Address, InboundMessage
 from mailbot.mail.mime import MAX_DEPTH as MAX_DEPTH
 from mailbot.mail.mime import MAX_PARTS as MAX_PARTS
 from mailbot.mail.mime import MAX_TEXT as MAX_TEXT
-from mailbot.mail.mime import Defects, Walk, body_text, part_content_type, walk_parts
+from mailbot.mail.mime import Walk, body_text, part_content_type, walk_parts
 from mailbot.mail.owntext import own_text
 from mailbot.mail.tree import nesting_problem, parse_header_block, parse_tree
 
