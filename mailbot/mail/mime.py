@@ -38,7 +38,7 @@ class Walk:
     attachments: list[Attachment] = field(default_factory=list)
     plain: list[Message] = field(default_factory=list)
     html: list[Message] = field(default_factory=list)
-    other: list[Message] = field(default_factory=list)  # unreadable multiparts, as text
+    other: list[Message] = field(default_factory=list)  # text of last resort (see walk_parts)
     own: Message | None = None  # the first text part the sender wrote (see owntext)
     _texts: dict[int, str] = field(default_factory=dict)
     _html_texts: dict[str, str] = field(default_factory=dict)
@@ -82,6 +82,9 @@ def walk_parts(root: Message, defects: Defects) -> Walk:
       of a bounce, a ``message/partial`` fragment) is read as text too, but is never the
       sender's own part and adds no part types.
     - Attachments: every other leaf, and each enclosed message sent with a disposition or name.
+    - Text of last resort, read only when there is no text part: a multipart whose boundary
+      never came, and an unnamed attachment of 7-bit text (an armored OpenPGP message that
+      could not be opened).
     - The sender's own part: the first text part outside enclosed messages that is not named.
     """
     walk = Walk()
@@ -150,14 +153,17 @@ def _leaf(part: Message, ctype: str, place: _Place, walk: Walk, defects: Defects
     named = _is_named(disposition, filename)
     subtype = ctype.partition("/")[2]
     if named:
-        walk.attachments.append(_attachment(part, ctype, filename, defects))
+        walk.attachments.append(_attachment(payload_bytes(part, defects), ctype, filename))
         if not (disposition == "inline" and ctype in ("text/plain", "text/html")):
             return
     elif ctype.startswith("multipart/"):
         walk.other.append(part)  # its boundary never came: the body is still its text
         return
     elif place.signature or subtype not in ("plain", "html"):
-        walk.attachments.append(_attachment(part, ctype, filename, defects, place, walk))
+        data = payload_bytes(part, defects)
+        walk.attachments.append(_attachment(data, ctype, filename))
+        if not place.signature and data.isascii() and b"\x00" not in data and data.strip():
+            walk.other.append(part)  # 7-bit text, as an armored OpenPGP message is
         return
     (walk.plain if subtype == "plain" else walk.html).append(part)
     if walk.own is None and not named and not place.enclosed:
@@ -167,29 +173,13 @@ def _leaf(part: Message, ctype: str, place: _Place, walk: Walk, defects: Defects
         defects.add(problem)
 
 
-def _attachment(
-    part: Message,
-    ctype: str,
-    filename: str,
-    defects: Defects,
-    place: _Place | None = None,
-    walk: Walk | None = None,
-) -> Attachment:
-    """With ``walk``: an unnamed part, whose 7-bit text (an OpenPGP armored message, say) is
-    the body text of last resort, for a message with no text part at all."""
-    data = payload_bytes(part, defects)
-    if walk is not None and place is not None and not place.signature and _is_7bit_text(data):
-        walk.other.append(part)
+def _attachment(data: bytes, ctype: str, filename: str) -> Attachment:
     return Attachment(
         filename=filename,
         content_type=ctype,
         size=len(data),
         sha256=hashlib.sha256(data).hexdigest(),
     )
-
-
-def _is_7bit_text(data: bytes) -> bool:
-    return data.isascii() and b"\x00" not in data and bool(data.strip())
 
 
 def _enclosed_attachment(part: Message, ctype: str, defects: Defects) -> Attachment:
