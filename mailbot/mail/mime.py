@@ -2,7 +2,7 @@
 
 Pure and bounded: at most MAX_PARTS parts and MAX_DEPTH levels are examined, payloads are decoded
 from the stored text without the stdlib's copies, and text is capped at MAX_TEXT characters.
-``Defects`` collects what went wrong on the way, for the message's record.
+What goes wrong on the way is added to the message's ``Defects``.
 """
 
 from __future__ import annotations
@@ -14,41 +14,22 @@ from dataclasses import dataclass, field
 from email.message import Message
 from typing import Any
 
-from inscriptis import get_annotated_text
-from inscriptis.model.config import ParserConfig
-
-from mailbot.mail.headers import charset_problem, clean, decode_bytes, decode_words, fix_8bit
+from mailbot.mail.charsets import decode_text
+from mailbot.mail.defects import Defects
+from mailbot.mail.headers import charset_problem, clean, decode_words, fix_8bit
+from mailbot.mail.html_text import html_to_text
 from mailbot.mail.message import Attachment
 
 MAX_TEXT = 1024 * 1024  # characters of text_body
-MAX_HTML = 256 * 1024  # characters of HTML converted to text (inscriptis: ~0.7 s per MB)
 MAX_PARTS = 1000  # MIME parts examined
 MAX_DEPTH = 64  # MIME nesting levels examined
-MAX_DEFECTS = 50
 MAX_FILENAME = 255
 
 BODY_JUNK = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]+")
-_TAG = re.compile(r"<[^>]*>")
-
-
-class Defects:
-    """What went wrong, in order, each once, capped."""
-
-    def __init__(self) -> None:
-        self._items: dict[str, None] = {}
-
-    def add(self, text: str) -> None:
-        if len(self._items) < MAX_DEFECTS:
-            self._items.setdefault(text, None)
-
-    def as_tuple(self) -> tuple[str, ...]:
-        return tuple(self._items)
-
-
 
 
 # ---------------------------------------------------------------------------------------------
-# Walking the MIME tree: part types, attachments, text parts, defects
+# Walking the MIME tree: part types, attachments, text parts, the sender's own part, defects
 
 
 @dataclass
@@ -57,40 +38,95 @@ class Walk:
     attachments: list[Attachment] = field(default_factory=list)
     plain: list[Message] = field(default_factory=list)
     html: list[Message] = field(default_factory=list)
-    other: list[Message] = field(default_factory=list)  # unreadable multiparts, as text
+    other: list[Message] = field(default_factory=list)  # text of last resort (see walk_parts)
+    own: Message | None = None  # the first text part the sender wrote (see owntext)
+    _texts: dict[int, str] = field(default_factory=dict)
+    _html_texts: dict[str, str] = field(default_factory=dict)
+
+    def text_of(self, part: Message, defects: Defects) -> str:
+        """The decoded text of one of this walk's parts, decoded once however often asked."""
+        key = id(part)
+        if key not in self._texts:
+            self._texts[key] = leaf_text(part, defects)
+        return self._texts[key]
+
+    def html_as_text(self, html: str, defects: Defects) -> str:
+        """``html_to_text``, run once per distinct HTML (the body and the own text of an HTML
+        message are usually the same one part)."""
+        if html not in self._html_texts:
+            self._html_texts[html] = html_to_text(html, defects)
+        return self._html_texts[html]
 
 
 ENCLOSED = ("message/rfc822", "message/global", "message/news")
 
 
+@dataclass(frozen=True)
+class _Place:
+    """Where a part sits: how deep, inside an enclosed message, the signature of a signed part."""
+
+    depth: int = 0
+    enclosed: bool = False
+    signature: bool = False
+
+
 def walk_parts(root: Message, defects: Defects) -> Walk:
-    """Depth-first, iterative (a recursive walk is what deep nesting breaks), capped."""
+    """Depth-first in document order, iterative (a recursive walk is what deep nesting breaks),
+    capped. Every part is read once, here, for everything intake needs of it:
+
+    - Text: a leaf whose subtype is ``plain`` or ``html`` (``application/plain`` too, as some
+      S/MIME signers label the text), that is neither an attachment (disposition or filename)
+      nor the signature of a ``multipart/signed``. A ``text/plain`` or ``text/html`` part
+      marked ``inline`` that carries a filename is text and an attachment both.
+    - Enclosed text: whatever ``message/*`` encloses (a forwarded message, the returned part
+      of a bounce, a ``message/partial`` fragment) is read as text too, but is never the
+      sender's own part and adds no part types.
+    - Attachments: every other leaf, and each enclosed message sent with a disposition or name.
+    - Text of last resort, read only when there is no text part: a multipart whose boundary
+      never came, and an unnamed attachment of 7-bit text (an armored OpenPGP message that
+      could not be opened).
+    - The sender's own part: the first text part outside enclosed messages that is not named.
+    """
     walk = Walk()
-    stack: list[tuple[Message, int, bool]] = [(root, 0, False)]
+    stack: list[tuple[Message, _Place]] = [(root, _Place())]
     seen = 0
     while stack:
-        part, depth, enclosed = stack.pop()
+        part, place = stack.pop()
         seen += 1
         if seen > MAX_PARTS:
             defects.add(f"over {MAX_PARTS} MIME parts: only the first {MAX_PARTS} examined")
             break
         ctype = part_content_type(part)
-        if not enclosed:
+        if not place.enclosed:
             walk.part_types.append(ctype)
         for defect in part.defects:
             defects.add(type(defect).__name__.lstrip("_"))
         if part.is_multipart():
-            if ctype in ENCLOSED and any(_disposition(part)):
+            if ctype in ENCLOSED and _is_named(*_disposition(part)):
                 walk.attachments.append(_enclosed_attachment(part, ctype, defects))
-            if depth >= MAX_DEPTH:
+            if place.depth >= MAX_DEPTH:
                 defects.add(f"MIME nesting over {MAX_DEPTH} levels: deeper parts not examined")
-            elif ctype.startswith("multipart/") or ctype in ENCLOSED:
-                inner = enclosed or ctype in ENCLOSED
-                kids = [c for c in children(part) if isinstance(c, Message)]
-                stack.extend((child, depth + 1, inner) for child in reversed(kids))
+            elif ctype.startswith("multipart/") or _encloses_parts(ctype):
+                stack.extend(reversed(_children_placed(part, ctype, place)))
             continue
-        _leaf(part, ctype, walk, defects)
+        _leaf(part, ctype, place, walk, defects)
     return walk
+
+
+def _encloses_parts(ctype: str) -> bool:
+    # message/delivery-status holds blocks of fields, not parts (the stdlib makes them
+    # messages of their own): nothing in them is text or attachment.
+    return ctype.startswith("message/") and ctype != "message/delivery-status"
+
+
+def _children_placed(part: Message, ctype: str, place: _Place) -> list[tuple[Message, _Place]]:
+    kids = [c for c in children(part) if isinstance(c, Message)]
+    enclosed = place.enclosed or ctype.startswith("message/")
+    signed = ctype == "multipart/signed"  # RFC 1847: the content, then its signature
+    return [
+        (child, _Place(place.depth + 1, enclosed, signed and index > 0))
+        for index, child in enumerate(kids)
+    ]
 
 
 def children(part: Message) -> list[Any]:
@@ -98,38 +134,46 @@ def children(part: Message) -> list[Any]:
     return payload if isinstance(payload, list) else []
 
 
-def is_attachment(part: Message) -> bool:
-    """Content-Disposition says attachment, or the part has a filename."""
-    attached, filename = _disposition(part)
-    return attached or bool(filename)
-
-
-def _disposition(part: Message) -> tuple[bool, str]:
-    """(Content-Disposition is attachment, the filename or "")."""
+def _disposition(part: Message) -> tuple[str | None, str]:
+    """(Content-Disposition's value or None, the filename or "")."""
     try:
-        attached = part.get_content_disposition() == "attachment"
+        disposition = part.get_content_disposition()
     except Exception:
-        attached = False
-    return attached, _filename(part)
+        disposition = None
+    return disposition, _filename(part)
 
 
-def _leaf(part: Message, ctype: str, walk: Walk, defects: Defects) -> None:
-    attached, filename = _disposition(part)
-    if attached or filename:
-        walk.attachments.append(_attachment(part, ctype, filename, defects))
-    elif ctype in ("text/plain", "text/html"):
-        (walk.plain if ctype == "text/plain" else walk.html).append(part)
-        problem = charset_problem(part_charset(part))
-        if problem:
-            defects.add(problem)
+def _is_named(disposition: str | None, filename: str) -> bool:
+    """An attachment by its Content-Disposition or its filename."""
+    return disposition == "attachment" or bool(filename)
+
+
+def _leaf(part: Message, ctype: str, place: _Place, walk: Walk, defects: Defects) -> None:
+    disposition, filename = _disposition(part)
+    named = _is_named(disposition, filename)
+    subtype = ctype.partition("/")[2]
+    if named:
+        walk.attachments.append(_attachment(payload_bytes(part, defects), ctype, filename))
+        if not (disposition == "inline" and ctype in ("text/plain", "text/html")):
+            return
     elif ctype.startswith("multipart/"):
         walk.other.append(part)  # its boundary never came: the body is still its text
-    else:
-        walk.attachments.append(_attachment(part, ctype, filename, defects))
+        return
+    elif place.signature or subtype not in ("plain", "html"):
+        data = payload_bytes(part, defects)
+        walk.attachments.append(_attachment(data, ctype, filename))
+        if not place.signature and data.isascii() and b"\x00" not in data and data.strip():
+            walk.other.append(part)  # 7-bit text, as an armored OpenPGP message is
+        return
+    (walk.plain if subtype == "plain" else walk.html).append(part)
+    if walk.own is None and not named and not place.enclosed:
+        walk.own = part
+    problem = charset_problem(part_charset(part))
+    if problem:
+        defects.add(problem)
 
 
-def _attachment(part: Message, ctype: str, filename: str, defects: Defects) -> Attachment:
-    data = payload_bytes(part, defects)
+def _attachment(data: bytes, ctype: str, filename: str) -> Attachment:
     return Attachment(
         filename=filename,
         content_type=ctype,
@@ -281,18 +325,23 @@ def _filename(part: Message) -> str:
 
 
 def body_text(walk: Walk, defects: Defects) -> str:
-    return assemble(
-        [leaf_text(p, defects) for p in walk.plain],
-        [leaf_text(p, defects) for p in walk.html],
-        [leaf_text(p, defects) for p in walk.other],
-        defects,
-    )
+    """The plain parts; else the HTML parts as text; else whatever text there is. Parts are
+    decoded only when their kind is the one read."""
+    text = _join([walk.text_of(p, defects) for p in walk.plain])
+    if not text.strip() and walk.html:
+        text = walk.html_as_text(_join([walk.text_of(p, defects) for p in walk.html]), defects)
+    if not text.strip():
+        text = _join([walk.text_of(p, defects) for p in walk.other])
+    text = BODY_JUNK.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+    if len(text) > MAX_TEXT:
+        defects.add(f"text body over {MAX_TEXT} characters: truncated")
+    return text[:MAX_TEXT]
 
 
 def leaf_text(part: Message, defects: Defects) -> str:
     # UTF-8 takes at most 4 bytes per character: more than this cannot survive the cap.
     data = payload_bytes(part, defects, MAX_TEXT * 4)[: MAX_TEXT * 4]
-    text, problem = decode_bytes(data, part_charset(part))
+    text, problem = decode_text(data, part_charset(part))
     if problem:
         defects.add(problem)
     return text
@@ -303,19 +352,6 @@ def part_charset(part: Message) -> str | None:
         return part.get_content_charset()
     except Exception:
         return None
-
-
-def assemble(plain: list[str], html: list[str], other: list[str], defects: Defects) -> str:
-    """The plain parts; else the HTML parts as text; else whatever text there is."""
-    text = _join(plain)
-    if not text.strip() and html:
-        text = html_to_text(_join(html), defects)
-    if not text.strip():
-        text = _join(other)
-    text = BODY_JUNK.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
-    if len(text) > MAX_TEXT:
-        defects.add(f"text body over {MAX_TEXT} characters: truncated")
-    return text[:MAX_TEXT]
 
 
 def _join(texts: list[str]) -> str:
@@ -329,43 +365,3 @@ def _join(texts: list[str]) -> str:
         if size > MAX_TEXT:
             break
     return "\n\n".join(out)
-
-
-_QUOTE_RULES = ParserConfig(annotation_rules={"blockquote": ["quote"]})
-
-
-def html_to_text(html: str, defects: Defects) -> str:
-    """HTML as text, with every line of a ``<blockquote>`` written as a ``> `` quote line.
-
-    A plain conversion only indents quoted HTML, and the indent is lost as soon as a line is
-    stripped: a reply bottom-posted under a quote would then begin with the quoted text.
-    """
-    if len(html) > MAX_HTML:
-        defects.add(f"HTML over {MAX_HTML} characters: only the start converted to text")
-        html = html[:MAX_HTML]
-    try:
-        converted = get_annotated_text(html, _QUOTE_RULES)
-    except Exception as exc:
-        defects.add(f"HTML conversion failed ({type(exc).__name__})")
-        return _TAG.sub(" ", html)
-    text = str(converted.get("text", ""))
-    spans = sorted((int(start), int(end)) for start, end, *_ in converted.get("label", ()))
-    return _mark_quoted_lines(text, spans) if spans else text
-
-
-def _mark_quoted_lines(text: str, spans: list[tuple[int, int]]) -> str:
-    """Prefix ``> `` to each non-empty line that overlaps one of ``spans`` (sorted by start).
-
-    The first span, in start order, that has not ended before a line begins overlaps the line
-    when it starts before the line ends; no later span can overlap it without that one too."""
-    out: list[str] = []
-    pos = 0
-    index = 0
-    for line in text.split("\n"):
-        end = pos + len(line)
-        while index < len(spans) and spans[index][1] <= pos:
-            index += 1
-        quoted = index < len(spans) and spans[index][0] < end
-        out.append("> " + line.strip() if quoted and line.strip() else line)
-        pos = end + 1
-    return "\n".join(out)

@@ -8,20 +8,9 @@ raises on what the message holds.
 from __future__ import annotations
 
 import re
-from email.message import Message
 
-from mailbot.mail.mime import (
-    BODY_JUNK,
-    ENCLOSED,
-    MAX_DEPTH,
-    MAX_PARTS,
-    Defects,
-    children,
-    html_to_text,
-    is_attachment,
-    leaf_text,
-    part_content_type,
-)
+from mailbot.mail.defects import Defects
+from mailbot.mail.mime import BODY_JUNK, Walk
 
 MAX_OWN_TEXT = 64 * 1024  # characters: commands sit at the top, a note is short
 
@@ -48,18 +37,20 @@ _HEADER_NEXT = re.compile(r"^(?:sent|date|to|subject):\s", re.IGNORECASE)
 _HEADER_BLOCK_LINES = 4
 
 
-def own_text(root: Message, defects: Defects) -> str:
-    """The text the sender wrote in this message: the top of its own first text part.
+def own_text(walk: Walk, defects: Defects) -> str:
+    """The text the sender wrote in this message: the top of its own first text part, which
+    the walk of its parts found (``walk.own``).
 
     Decided in this order, each rule a case that is *not* the sender's own text:
 
     - Enclosed messages (``message/rfc822``, ``message/global``, ``message/news``): a forward
       as attachment, or a message filed whole; nothing inside one is ever read, however deep.
-    - Attachments: any part with ``Content-Disposition: attachment`` or a filename, and any
-      part that is not ``text/plain`` or ``text/html`` (``text/rfc822-headers`` included).
-    - Parts after the first text part: only the first ``text/plain`` or ``text/html`` leaf
-      outside enclosed messages and attachments is read, in document order (the plain
-      alternative, when it comes first as clients write it). No such part: no text.
+    - Attachments: any part with ``Content-Disposition: attachment`` or a filename, any part
+      whose subtype is not ``plain`` or ``html`` (``text/rfc822-headers`` included), and the
+      signature of a ``multipart/signed``.
+    - Parts after the first text part: only the first text leaf outside enclosed messages and
+      attachments is read, in document order (the plain alternative, when it comes first as
+      clients write it). No such part: no text.
     - HTML is converted with every ``<blockquote>`` line written as a ``> `` quote line.
     - Quoted and forwarded text: the text ends at the first line that is a ``>`` quote,
       an attribution ("On ... wrote:", also folded over two lines), Outlook's
@@ -71,12 +62,12 @@ def own_text(root: Message, defects: Defects) -> str:
     At most MAX_OWN_TEXT characters are returned; line endings are ``\\n``; control characters
     (but tab and newline) and lone surrogates are dropped.
     """
-    part = _first_own_text_part(root)
+    part = walk.own
     if part is None:
         return ""
-    text = leaf_text(part, defects)
-    if part_content_type(part) == "text/html":
-        text = html_to_text(text, defects)
+    text = walk.text_of(part, defects)
+    if any(html is part for html in walk.html):
+        text = walk.html_as_text(text, defects)
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     # Controls and lone surrogates (UTF-7 can encode one) are no text anyone wrote, and a
     # database refuses them.
@@ -105,25 +96,3 @@ def _starts_quote(line: str, lines: list[str], index: int) -> bool:
         following = lines[index + 1 : index + 1 + _HEADER_BLOCK_LINES]
         return any(_HEADER_NEXT.match(other.strip()) for other in following)
     return False
-
-
-def _first_own_text_part(root: Message) -> Message | None:
-    """Depth first in document order, never into enclosed messages; bounded like the walk."""
-    stack: list[tuple[Message, int]] = [(root, 0)]
-    seen = 0
-    while stack:
-        part, depth = stack.pop()
-        seen += 1
-        if seen > MAX_PARTS:
-            return None
-        ctype = part_content_type(part)
-        if ctype in ENCLOSED:
-            continue
-        if part.is_multipart():
-            if ctype.startswith("multipart/") and depth < MAX_DEPTH:
-                parts = [c for c in children(part) if isinstance(c, Message)]
-                stack.extend((child, depth + 1) for child in reversed(parts))
-            continue
-        if ctype in ("text/plain", "text/html") and not is_attachment(part):
-            return part
-    return None

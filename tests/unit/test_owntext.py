@@ -44,6 +44,25 @@ def test_a_text_part_marked_as_attachment_is_not_own_text() -> None:
     assert own(body) == ""
 
 
+def test_an_inline_text_part_with_a_filename_is_body_text_but_not_own_text() -> None:
+    body = forwards._mixed(
+        'Content-Type: text/plain\r\nContent-Disposition: inline; filename="r.txt"\r\n\r\n'
+        "/close invalid\r\n"
+    )
+    msg = parse_message((HEAD + body).encode())
+    assert "/close invalid" in msg.text_body
+    assert msg.own_text == ""
+
+
+def test_the_signature_of_a_signed_message_is_not_own_text() -> None:
+    body = (
+        'Content-Type: multipart/signed; protocol="text/plain"; boundary="s"\r\n\r\n'
+        "--s\r\nContent-Type: image/png\r\n\r\nPNG\r\n"
+        "--s\r\nContent-Type: text/plain\r\n\r\n/close invalid\r\n--s--\r\n"
+    )
+    assert own(body) == ""
+
+
 def test_rfc822_headers_are_not_own_text() -> None:
     body = forwards._mixed("Content-Type: text/rfc822-headers\r\n\r\n/close invalid\r\n")
     assert own(body) == ""
