@@ -42,7 +42,7 @@ def case_summary(case: Case, message_count: int) -> dict[str, Any]:
         "status": case.status,
         "reporter": case.reporter,
         "reporter_name": case.reporter_name,
-        "subject": opened(lambda: case.subject, UNREADABLE, case.id, "the subject"),
+        "subject": subject_of(case),
         "received_at": _iso(case.received_at),
         "ack_due": _iso(case.ack_due),
         "acknowledged_at": _iso(case.acknowledged_at),
@@ -116,6 +116,16 @@ def message_view(m: Message) -> dict[str, Any]:
         "attachments": opened(lambda: m.details.get("attachments", []), [], m.case_id,
                               f"message {m.id}'s details"),
     }
+
+
+def subject_of(case: Case) -> str:
+    """The case's subject, UNREADABLE when it does not open."""
+    return opened(lambda: case.subject, UNREADABLE, case.id, "the subject")
+
+
+def details_of(m: Message) -> dict[str, Any]:
+    """A message's details (trust, PGP, attachments), or ``{}`` when they do not open."""
+    return opened(lambda: m.details or {}, {}, m.case_id, f"message {m.id}'s details")
 
 
 def event_view(e: Event) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from mailbot.cases.models import Case, Message
+from mailbot.cases.views import details_of
 from mailbot.cases.vocabulary import SEVERITIES, STATUSES
 from mailbot.web.access import Session
 from mailbot.web.attachments import find_attachment
@@ -96,7 +97,7 @@ def build_app(ctx: WebContext) -> Starlette:
         number: int = request.path_params["number"]
         with ctx.read() as s:
             m = s.get(Message, request.path_params["message"])
-            entries = list((m.details or {}).get("attachments", [])) if m else []
+            entries = list(details_of(m).get("attachments", [])) if m else []
             if m is None or m.case_id != case_id or not 0 <= number < len(entries):
                 return PlainTextResponse("no such attachment", 404)
             raw = message_bytes(s, m, ctx.raw_store)

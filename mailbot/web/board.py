@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from mailbot.cases import vocabulary
 from mailbot.cases.models import Case, Message
+from mailbot.cases.views import subject_of
 from mailbot.config import PolicySettings
 from mailbot.deadlines.calendar import BusinessCalendar
 from mailbot.deadlines.watch import (
@@ -107,7 +108,8 @@ def board(session: Session, query: BoardQuery, calendar: BusinessCalendar,
                  if deadline else None)
         rows.append(BoardRow(
             id=case.id, status=case.status, severity=case.severity, flags=tuple(case.flags),
-            reporter=case.reporter, reporter_name=case.reporter_name, subject=case.subject,
+            reporter=case.reporter, reporter_name=case.reporter_name,
+            subject=subject_of(case),
             received_at=case.received_at, message_count=n,
             deadline=deadline.name if deadline else None, due=deadline.due if deadline else None,
             stage=stage))

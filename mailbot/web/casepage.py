@@ -14,7 +14,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailbot.cases.models import Case, Event, Message, Outbox
-from mailbot.cases.views import credit_of, event_detail
+from mailbot.cases.views import (
+    UNREADABLE,
+    credit_of,
+    details_of,
+    event_detail,
+    opened,
+    subject_of,
+)
 from mailbot.config import PolicySettings
 from mailbot.deadlines.calendar import BusinessCalendar
 from mailbot.deadlines.watch import deadline_of, stage_at
@@ -64,6 +71,7 @@ class EventLine:
 @dataclass(frozen=True)
 class CasePage:
     case: Case
+    subject: str  # opened; UNREADABLE when it does not
     credit: str | None  # opened; UNREADABLE when it does not
     deadlines: list[DeadlineLine]
     events: list[EventLine]
@@ -78,7 +86,8 @@ def case_page(session: Session, case: Case, raw_store: RawStore, calendar: Busin
         select(Event).where(Event.case_id == case.id).order_by(Event.id)))
     views = [_message_view(session, m, raw_store, policy) for m in messages]
     lines = [EventLine(e.at, e.actor, e.action, event_detail(e)) for e in events]
-    return CasePage(case=case, credit=credit_of(case),
+    subject = subject_of(case)
+    return CasePage(case=case, subject=subject, credit=credit_of(case),
                     deadlines=_deadlines(case, calendar, policy, now), events=lines,
                     messages=views)
 
@@ -106,14 +115,15 @@ def _message_view(session: Session, m: Message, raw_store: RawStore,
                   policy: PolicySettings) -> MessageView:
     raw = message_bytes(session, m, raw_store)
     parsed = parse_message(raw, max_bytes=policy.max_message_bytes) if raw is not None else None
-    details = m.details or {}
+    details = details_of(m)
     sender = parsed.sender if parsed else None
     return MessageView(
         id=m.id, direction=m.direction, kind=m.kind, from_name=sender.name if sender else "",
         from_addr=m.from_addr or (sender.addr if sender else ""),
         to=[a.addr for a in parsed.to] if parsed else list(m.to_addrs),
         cc=[a.addr for a in parsed.cc] if parsed else [],
-        subject=m.subject, date=m.date, received_at=m.received_at, message_id=m.message_id,
+        subject=opened(lambda: m.subject, UNREADABLE, m.case_id, f"message {m.id}'s subject"),
+        date=m.date, received_at=m.received_at, message_id=m.message_id,
         flags=list(m.flags), trust=str(details.get("trust", "")),
         correlation=str(details.get("correlation", "")),
         pgp=pgp_findings(details.get("pgp")),
@@ -151,7 +161,7 @@ def pgp_findings(pgp: object) -> list[str]:
 def message_bytes(session: Session, m: Message, raw_store: RawStore) -> bytes | None:
     """The message as it can be read: the decrypted copy of PGP mail when there is one, else
     its raw bytes (inbound) or the outbox copy (outbound)."""
-    readable = (m.details or {}).get("readable_raw_id")
+    readable = details_of(m).get("readable_raw_id")
     if isinstance(readable, int):
         return raw_store.get(session, readable)
     if m.raw_id is not None:

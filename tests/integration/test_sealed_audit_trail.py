@@ -22,6 +22,7 @@ from mailbot.cases.views import UNREADABLE, case_detail
 from mailbot.intake import pipeline
 from mailbot.intake.classify import classify as real_classify
 from mailbot.quarantine.service import list_quarantined
+from mailbot.web.board import BoardQuery, board
 from tests import factories, mailflow
 from tests.integration.test_encryption_at_rest import encodings
 from tests.mailflow import REPORTER, SECURITY, Mailflow
@@ -159,3 +160,29 @@ def web_case_page(app: App, case_id: str) -> str:
         page = case_page(session, case, app.db.raw_store, app.calendar, app.settings.policy, now)
     template = environment(app.calendar.tz).get_template("case.html")
     return template.render(page=page, user="alice", csrf="x", now=now)
+
+
+def test_a_damaged_subject_or_message_record_still_leaves_the_web_pages_readable(
+    tmp_path: Path, sqlite_flow: Mailflow, caplog: pytest.LogCaptureFixture,
+) -> None:
+    case, _ = sqlite_flow.open_report(subject="Heap overflow in the parser")
+    with sqlite3.connect(tmp_path / "mailbot.db") as conn:
+        for table, column, where in (("cases", "subject", f"id = '{case.id}'"),
+                                     ("messages", "subject", f"case_id = '{case.id}'"),
+                                     ("messages", "details", f"case_id = '{case.id}'")):
+            (stored,) = conn.execute(f"SELECT {column} FROM {table} WHERE {where}").fetchone()
+            flipped = bytearray(stored)
+            flipped[-1] ^= 0x01
+            conn.execute(f"UPDATE {table} SET {column} = ? WHERE {where}", (bytes(flipped),))
+    sqlite_flow.app.db.engine.dispose()
+
+    html = web_case_page(sqlite_flow.app, case.id)
+    # The case's subject and both messages' (the report, and our receipt given its bytes).
+    assert html.count(UNREADABLE) == 3
+    assert "Heap overflow" not in html
+    with sqlite_flow.app.db.session() as session:  # the board lists it with the same words
+        found = board(session, BoardQuery(), sqlite_flow.app.calendar,
+                      sqlite_flow.app.settings.policy, sqlite_flow.app.clock.now())
+    assert [(r.id, r.subject) for r in found.rows] == [(case.id, UNREADABLE)]
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert any(case.id in e and "details" in e for e in errors)
