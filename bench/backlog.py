@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
 import time
@@ -39,9 +40,17 @@ def run_backlog(
     messages: int,
     workdir: Path,
     *,
+    repeats: int = 1,
     profile: Path | None = None,
 ) -> dict[str, Any]:
-    """``messages`` waiting in a fresh mailbox; the floor before and after mailbot's intake."""
+    """``messages`` waiting in a fresh mailbox: the floor, then mailbot's intake ``repeats``
+    times (each into a fresh database, each followed by the floor again), then the intake once
+    with encryption at rest off.
+
+    Each intake's ratio is its time over the faster of the floors just before and just after it
+    (the same run, side by side, so a change in the machine's load hits both). The intakes time
+    their steps (``bench.split``); the median run's ratio, figures and steps are the result.
+    """
     imap = mailboxes.new()
     started = time.perf_counter()
     source = corpus.messages(messages, f"b{messages}") if corpus else _synthetic(messages)
@@ -51,18 +60,23 @@ def run_backlog(
     log = workdir / f"backlog-{messages}.log"
     common = {"imap": imap.as_dict(), "batch_size": 100}
     floors = [worker({"job": "floor", **common}, log)]
-    sink.clear()
-    mine = worker(
-        {
-            "job": "intake",
-            **common,
-            "smtp_port": sink.port,
-            "db_url": f"sqlite:///{workdir / f'backlog-{messages}.db'}",
-            "profile": str(profile) if profile else None,
-        },
-        log,
-    )
-    floors.append(worker({"job": "floor", **common}, log))
+    intakes = []
+    for n in range(max(1, repeats)):
+        sink.clear()
+        mine = worker(
+            {
+                "job": "intake",
+                **common,
+                "smtp_port": sink.port,
+                "db_url": f"sqlite:///{workdir / f'backlog-{messages}-{n}.db'}",
+                "profile": str(profile) if profile and n == 0 else None,
+                "split": True,
+            },
+            log,
+        )
+        mine["sink_received"] = sink.received
+        intakes.append(mine)
+        floors.append(worker({"job": "floor", **common}, log))
     sink.clear()
     clear = worker(
         {
@@ -74,7 +88,13 @@ def run_backlog(
         },
         log,
     )
-    floor = min(floors, key=lambda f: f["seconds"])
+    ratios = [
+        mine["seconds"] / min(floors[n]["seconds"], floors[n + 1]["seconds"])
+        for n, mine in enumerate(intakes)
+    ]
+    middle = sorted(range(len(ratios)), key=lambda n: ratios[n])[len(ratios) // 2]
+    mine = intakes[middle]
+    floor = min(floors[middle : middle + 2], key=lambda f: f["seconds"])
     return {
         "messages": messages,
         "loaded": loaded,
@@ -83,12 +103,69 @@ def run_backlog(
         "floor": floor,
         "floor_runs_seconds": [f["seconds"] for f in floors],
         "mailbot": mine,
+        "mailbot_runs": intakes,
         "mailbot_unencrypted": clear,
         "sealing_cost": mine["seconds"] / clear["seconds"] - 1,
-        "sink_received": sink.received,
-        "ratio": mine["seconds"] / floor["seconds"],
+        "sink_received": mine["sink_received"],
+        "ratio": ratios[middle],
+        "ratios": ratios,
+        "ratio_min": min(ratios),
+        "ratio_median": statistics.median(ratios),
+        "ratio_max": max(ratios),
         "read_ratio": mine["read_seconds"] / floor["seconds"],
         "cpu_ratio": mine["cpu_seconds"] / floor["cpu_seconds"],
+        "split": _median_split([m["split"] for m in intakes if m.get("split")]),
+    }
+
+
+def _median_split(splits: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Per step, the median over the runs of its milliseconds per message."""
+    if not splits:
+        return None
+    out: dict[str, Any] = {"runs": len(splits), "missing": splits[0].get("missing", [])}
+    for clock in ("wall_ms_per_message", "cpu_ms_per_message"):
+        out[clock] = {
+            step: statistics.median(s[clock][step] for s in splits) for step in splits[0][clock]
+        }
+    return out
+
+
+def run_memory(
+    mailboxes: Mailboxes,
+    sink: Sink,
+    corpus: Corpus | None,
+    sizes: tuple[int, ...],
+    workdir: Path,
+    known: dict[int, dict[str, Any]],
+) -> dict[str, Any]:
+    """mailbot's peak RSS over a backlog of each size (one intake each; a backlog run of that
+    size already made is used as it is): the memory must not grow with the backlog."""
+    peaks: dict[int, int] = {}
+    for size in sizes:
+        if size in known:
+            peaks[size] = known[size]["mailbot"]["rss_peak_delta"]
+            continue
+        print(f"   memory: {size} messages", file=sys.stderr, flush=True)
+        imap = mailboxes.new()
+        source = corpus.messages(size, f"m{size}") if corpus else _synthetic(size)
+        mailboxes.load(imap, source)
+        sink.clear()
+        mine = worker(
+            {
+                "job": "intake",
+                "imap": imap.as_dict(),
+                "batch_size": 100,
+                "smtp_port": sink.port,
+                "db_url": f"sqlite:///{workdir / f'memory-{size}.db'}",
+            },
+            workdir / f"memory-{size}.log",
+        )
+        peaks[size] = mine["rss_peak_delta"]
+    smallest, largest = min(sizes), max(sizes)
+    return {
+        "sizes": list(sizes),
+        "rss_peak_delta": {str(size): peak for size, peak in peaks.items()},
+        "growth": peaks[largest] / max(1, peaks[smallest]),
     }
 
 

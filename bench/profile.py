@@ -5,7 +5,8 @@ SQLite file, the benchmark's settings) as if fetched, then the outbox is drained
 sink in a process of its own (so the sink's CPU is not counted). Prints the CPU time per message
 of reading and of draining, and the CPU time of mail-parser alone on the same messages (the
 backlog's floor without the fetch). With ``--out FILE`` the run is profiled with cProfile on
-CPU time (``time.process_time``) and the statistics are written there for ``pstats``.
+CPU time (``time.process_time``) and the statistics are written there for ``pstats``. It also
+counts the SQL statements the reading sends and the ORM flushes it makes, per message.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bench.corpus import DEFAULT_CORPUS, Corpus
 from bench.settings import HOST, Imap, bench_settings
@@ -47,9 +48,12 @@ def main() -> None:
     raws = list(Corpus.load(args.corpus).messages(args.messages, "profile"))
     floor = _floor(raws)
     with tempfile.TemporaryDirectory(prefix="mailbot-profile-") as work:
-        read, drain, sent = _intake(raws, Path(work), args.out)
+        read, drain, sent, counts = _intake(raws, Path(work), args.out)
     n = len(raws)
     print(f"{n} messages, {sent} receipts")
+    print(f"reading: {counts.statements} SQL statements ({counts.statements / n:.2f} per "
+          f"message), {counts.flushes} ORM flushes ({counts.flushes / n * 1000:.0f} per 1,000 "
+          f"messages)")
     print(f"mail-parser alone: {floor / n * 1000:.2f} ms CPU per message")
     print(f"mailbot read: {read / n * 1000:.2f} ms CPU per message; "
           f"drain: {drain / n * 1000:.2f} ms CPU per message")
@@ -70,7 +74,29 @@ def _floor(raws: list[bytes]) -> float:
     return time.process_time() - started
 
 
-def _intake(raws: list[bytes], work: Path, out: Path | None) -> tuple[float, float, int]:
+class Counts:
+    """SQL statements sent (an executemany is one) and ORM flushes, while switched on."""
+
+    def __init__(self) -> None:
+        self.statements = self.flushes = 0
+        self.on = False
+
+    def watch(self, engine: Any) -> None:
+        from sqlalchemy import event
+        from sqlalchemy.orm import Session
+
+        def statement(*_: Any) -> None:
+            self.statements += self.on
+
+        def flush(*_: Any) -> None:
+            self.flushes += self.on
+
+        event.listen(engine, "before_cursor_execute", statement)
+        event.listen(Session, "after_flush", flush)
+
+
+def _intake(raws: list[bytes], work: Path,
+            out: Path | None) -> tuple[float, float, int, Counts]:
     from mailbot.app import App
     from mailbot.intake.runner import MailboxRunner
     from mailbot.mail.mailbox import FolderState
@@ -106,11 +132,15 @@ def _intake(raws: list[bytes], work: Path, out: Path | None) -> tuple[float, flo
 
         runner = MailboxRunner(app.db, Given(), app.intake,  # type: ignore[arg-type]
                                app._on_quarantine, batch_size=100)
+        counts = Counts()
+        counts.watch(app.db.engine)
         profiler = cProfile.Profile(time.process_time) if out else None
         started = time.process_time()
         if profiler:
             profiler.enable()
+        counts.on = True
         runner.run_pass()
+        counts.on = False
         read_done = time.process_time()
         sent = asyncio.run(_drain_all(app))
         if profiler:
@@ -118,7 +148,7 @@ def _intake(raws: list[bytes], work: Path, out: Path | None) -> tuple[float, flo
             profiler.dump_stats(str(out))
         finished = time.process_time()
         app.close()
-        return read_done - started, finished - read_done, sent
+        return read_done - started, finished - read_done, sent, counts
     finally:
         sink.terminate()
         sink.wait(10)

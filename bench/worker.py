@@ -7,7 +7,8 @@ prints one JSON object on its last line of stdout. Jobs:
 - ``floor``: what reading the mailbox costs at the least: imapclient UID FETCH of every message
   in batches, and a mail-parser parse of each. Nothing is stored, nothing is sent.
 - ``intake``: mailbot's full intake: ``App.read_mailbox()`` until nothing is new (cases opened,
-  receipts queued), then the outbox drained to the SMTP sink.
+  receipts queued), then the outbox drained to the SMTP sink. With ``"split": true`` the time
+  of each step (fetch, parse, store, compose, send, commit) is measured too (``bench.split``).
 
 Timing starts after the imports and the database schema are in place; both jobs connect and log
 in to IMAP inside the timed part.
@@ -24,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import memory
+from bench import memory, split
 from bench.settings import HOST, Imap, bench_settings
 
 
@@ -90,11 +91,13 @@ def intake(spec: dict[str, Any]) -> dict[str, Any]:
     migrate(app.db)
     app.prepare_storage()
     _ = app.writer  # the token key and the template environment, as a running daemon has them
+    timers = split.Timers() if spec.get("split") else None
+    missing = split.install(timers) if timers is not None else []
     profile = _profiler(spec.get("profile"))
     memory.reset_peak()
     baseline = memory.rss()
     started, cpu = time.perf_counter(), _cpu()
-    passes = opened = added = duplicates = failed = 0
+    passes = opened = added = duplicates = failed = passed = 0
     while True:
         report = app.read_mailbox()
         passes += 1
@@ -102,12 +105,19 @@ def intake(spec: dict[str, Any]) -> dict[str, Any]:
         added += report.added
         duplicates += report.duplicates
         failed += report.failed + report.quarantined
+        passed += report.processed + report.failed + report.quarantined
         if report.processed + report.failed + report.quarantined == 0:
             break
     app.close_mailbox()
     read_done = time.perf_counter()
-    sent, drains = asyncio.run(_drain_all(app))
+    def drain() -> tuple[int, int]:
+        return asyncio.run(_drain_all(app))
+
+    sent, drains = split.drain_timed(timers, drain) if timers is not None else drain()
     finished, cpu = time.perf_counter(), _cpu() - cpu
+    steps = None
+    if timers is not None:
+        steps = {**timers.result(passed, finished - started, cpu), "missing": missing}
     peak = _memory(baseline)
     if profile is not None:
         profile.stop()
@@ -132,6 +142,7 @@ def intake(spec: dict[str, Any]) -> dict[str, Any]:
         "sent": sent,
         "drains": drains,
         "unsent": queued,
+        "split": steps,
         **peak,
     }
 

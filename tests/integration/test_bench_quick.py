@@ -11,11 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from bench.split import STEPS
 from tests.servers import server_missing
 from tests.servers.dovecot import doveadm_binary, dovecot_binary
 
 REPO = Path(__file__).resolve().parents[2]
-# About 12 s: Dovecot, PostgreSQL, the daemon and a dozen worker processes start and stop.
+# About a minute on two cores: Dovecot, PostgreSQL, the daemon and a score of worker processes
+# start and stop.
 pytestmark = pytest.mark.slow
 PARTS = ("backlog", "latency", "scale", "size", "startup", "report")
 
@@ -49,6 +51,18 @@ def test_quick_benchmark_measures_every_part(quick_run: tuple[str, dict[str, obj
         assert run["floor"]["messages"] == run["messages"]
         assert run["mailbot"]["cases"] > 0
         assert run["mailbot"]["sent"] == run["sink_received"]
+    largest = backlog["runs"][-1]
+    assert len(largest["ratios"]) == 3 and len(largest["mailbot_runs"]) == 3
+    assert largest["ratio_min"] <= largest["ratio_median"] <= largest["ratio_max"]
+    split = largest["split"]
+    assert split["missing"] == []  # every step's hook found its target
+    for clock in ("wall_ms_per_message", "cpu_ms_per_message"):
+        assert set(split[clock]) == {*STEPS, "rest"}
+    # Every step of a message's trip took some time in every run.
+    for mine in largest["mailbot_runs"]:
+        assert all(mine["split"]["calls"][step] > 0 for step in STEPS), mine["split"]["calls"]
+    memory = backlog["memory"]
+    assert memory["sizes"] == [10, 40] and all(memory["rss_peak_delta"].values())
     latency = results["latency"]
     assert isinstance(latency, dict)
     assert latency["missing"] == 0 and latency["median_seconds"] is not None
@@ -72,6 +86,14 @@ def test_quick_benchmark_prints_its_table_and_records_the_machine(
     assert stdout.splitlines()[0].split() == ["part", "measure", "value", "target", "verdict"]
     for part in PARTS:
         assert any(line.startswith(part) for line in stdout.splitlines()), part
+    lines = stdout.splitlines()
+    [ratio] = [line for line in lines if "40 msgs: mailbot / floor" in line]
+    assert "min / median / max over 3 runs" in ratio
+    for clock in ("wall", "CPU"):
+        [split] = [line for line in lines if f"40 msgs: ms per message, {clock}" in line]
+        for step in (*STEPS, "rest", "total"):
+            assert f"{step} " in split, (step, split)
+    assert any("peak RSS (mailbot) at 10 / 40 messages" in line for line in lines)
     machine = results["machine"]
     assert isinstance(machine, dict)
     assert machine["cores"] and machine["python"] and machine["cpu"]
