@@ -51,7 +51,7 @@ _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _SUBJECT_PREFIX = re.compile(
     r"^\s*(?:(?:re|fwd?|aw|wg|tr|rv|sv|vs|antw)\s*(?:\[\d+\])?\s*:\s*|\[[^\]]{0,60}\]\s*)+",
     re.IGNORECASE)
-_TOKEN = re.compile(r"cve-\d{4}-\d{4,19}|[^\W\d_]{2,}|\d{1,4}(?![\w])", re.IGNORECASE)
+_TOKEN = re.compile(r"cve-\d{4}-\d{4,19}|[^\W\d_]{2,}|(?<!\w)\d{1,4}(?!\w)", re.IGNORECASE)
 
 _FUNCTION_WORDS = """
 a about above after again against all also am an and any are as at be because been before
@@ -95,7 +95,8 @@ def report_lines(body: str) -> list[str]:
             header_block = True  # an Outlook block may come without a separator line
             continue
         header_block = False
-        (quoted if is_quoted else own).append(text)
+        if text:
+            (quoted if is_quoted else own).append(text)
     if len(words(" ".join(own))) >= MIN_OWN_WORDS:
         return own
     return own + quoted
