@@ -27,8 +27,8 @@ from datasketch import MinHash
 NUM_PERM = 128
 SHINGLE_WORDS = 2  # word pairs: robust to reordered sentences, yet more telling than words
 MIN_WORDS = 8  # fewer words than this say too little to match anything on
-MAX_CHARS = 64 * 1024  # of a report's text looked at
-MIN_OWN_WORDS = 30  # a sender who wrote fewer words than this forwards what they quote
+MAX_CHARS = 16 * 1024  # of a report's text looked at: what it reports comes first
+MIN_OWN_WORDS = 40  # a sender who wrote fewer words than this forwards what they quote
 SEED = 1
 
 _ARMOUR = re.compile(r"^-----BEGIN PGP (?:SIGNATURE|PUBLIC KEY BLOCK)-----$.*?"
@@ -40,6 +40,7 @@ _SEPARATOR = re.compile(
     r"|_{10,}|-{5,}\s*(?:weitergeleitete\s+nachricht|message\s+transf[ée]r[ée]|"
     r"mensaje\s+reenviado)\s*-{5,})\s*$",
     re.IGNORECASE)
+_SEPARATOR_STARTS = frozenset("-_bB")
 _ATTRIBUTION = re.compile(
     r"^(?:on|am|le|el|il|op)\s.{0,400}(?:wrote|schrieb|a\s+écrit|escribió|ha\s+scritto|schreef)"
     r"(?:\s.{0,200})?\s*:$", re.IGNORECASE)
@@ -73,7 +74,8 @@ def subject_words(subject: str) -> str:
 def report_lines(body: str) -> list[str]:
     """The lines of ``body`` that report something (see the module's docstring)."""
     body = body[:MAX_CHARS].replace("\r\n", "\n")
-    body = _ARMOUR.sub("", _ARMOUR_HEAD.sub("", body))
+    if "-----BEGIN PGP" in body:
+        body = _ARMOUR.sub("", _ARMOUR_HEAD.sub("", body))
     own: list[str] = []
     quoted: list[str] = []
     header_block = False
@@ -88,23 +90,29 @@ def report_lines(body: str) -> list[str]:
             continue
         if is_quoted and quoted_signature:
             continue
-        if _SEPARATOR.match(text) or _ATTRIBUTION.match(text):
+        # The cheap look first: most lines are none of these.
+        if (text[:1] in _SEPARATOR_STARTS and _SEPARATOR.match(text)) \
+                or (text.endswith(":") and _ATTRIBUTION.match(text)):
             header_block = True
             continue
-        if _HEADER.match(text) and (header_block or text.lower().startswith("from:")):
+        if ":" in text[:12] and _HEADER.match(text) \
+                and (header_block or text.lower().startswith("from:")):
             header_block = True  # an Outlook block may come without a separator line
             continue
         header_block = False
         if text:
             (quoted if is_quoted else own).append(text)
-    if len(words(" ".join(own))) >= MIN_OWN_WORDS:
+    if sum(len(line.split()) for line in own) >= MIN_OWN_WORDS:
         return own
     return own + quoted
 
 
 def words(text: str) -> list[str]:
     """Lower-case tokens of ``text``, without links, addresses, long numbers and function words."""
-    text = _EMAIL.sub(" ", _URL.sub(" ", text))
+    if "://" in text or "www." in text:
+        text = _URL.sub(" ", text)
+    if "@" in text:
+        text = _EMAIL.sub(" ", text)
     return [w for w in (t.lower() for t in _TOKEN.findall(text)) if w not in STOPWORDS]
 
 
@@ -119,8 +127,11 @@ def shingles(tokens: list[str], size: int = SHINGLE_WORDS) -> set[bytes]:
     return {" ".join(tokens[i:i + size]).encode() for i in range(len(tokens) - size + 1)}
 
 
+_EMPTY = MinHash(num_perm=NUM_PERM, seed=SEED)  # copied: making the permutations costs 1 ms
+
+
 def minhash(items: Iterable[bytes]) -> MinHash:
-    m = MinHash(num_perm=NUM_PERM, seed=SEED)
+    m = _EMPTY.copy()
     batch = list(items)
     if batch:
         m.update_batch(batch)

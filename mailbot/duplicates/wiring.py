@@ -2,43 +2,36 @@
 
 The index is not stored: it is built from the database the first time intake asks (so a
 command-line call that builds an ``App`` pays nothing, and neither does the import of
-datasketch), from each open report case's report as it is stored, read through the database's
-own unsealing, then kept current as intake goes:
+datasketch), from each open report case's report as it is stored (``stored``), then kept
+current as intake goes:
 
 - a new report case is added once it has been compared;
 - a case that was closed (or marked a duplicate) since is dropped when a query hits it, after a
   look at its status in intake's transaction: closing a case never has to reach this index;
 - an id whose case is gone (its transaction was rolled back) is dropped the same way.
 
-Which cases are held: open (new, acknowledged, assessed), not a duplicate, and promised a
-receipt, that is, a report: never imported history, automatic mail, our own mail or the team's.
-A PGP-encrypted report is held by its decrypted text, which intake kept beside the raw bytes
-(sealed like them); one that could not be decrypted has no text to compare and is left out.
+Which cases are held, and how an encrypted report is read: see ``stored``.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mailbot.cases.models import Case, Message, flagged
-from mailbot.cases.vocabulary import IMPORTED, OPEN_STATUSES
+from mailbot.cases.models import Case
+from mailbot.cases.vocabulary import OPEN_STATUSES
 from mailbot.config import Settings
-from mailbot.sealing import IntegrityFailure
+from mailbot.duplicates.stored import stored_reports
 from mailbot.similar import Candidate
-from mailbot.store import Database, RawStore
+from mailbot.store import Database
 
 if TYPE_CHECKING:
     from mailbot.duplicates.index import SignatureIndex
 
 log = logging.getLogger("mailbot.duplicates")
-
-ENCRYPTED = "encrypted"  # the message flag an unwrapper sets (mailbot.intake.unwrap)
 
 
 class IndexedReports:
@@ -102,45 +95,6 @@ class IndexedReports:
 def still_open_report(session: Session, case_id: str) -> bool:
     case = session.get(Case, case_id)
     return case is not None and case.status in OPEN_STATUSES and case.duplicate_of is None
-
-
-def stored_reports(session: Session, raw_store: RawStore, max_bytes: int, *, but: str = ""
-                   ) -> Iterator[tuple[str, str, str]]:
-    """(case id, subject, body text) of each open report case's report, as intake read it."""
-    from mailbot.mail.parse import parse_message
-
-    stmt = (
-        select(Message)
-        .join(Case, Case.id == Message.case_id)
-        .where(Case.status.in_(OPEN_STATUSES), Case.duplicate_of.is_(None),
-               Case.ack_due.is_not(None), ~flagged(IMPORTED),
-               Message.direction == "in", Message.kind == "report", Message.case_id != but)
-        .order_by(Message.id)
-    )
-    for message in session.scalars(stmt):
-        raw_id = _readable_raw_id(message)
-        if raw_id is None:
-            continue
-        try:
-            raw = raw_store.get(session, raw_id)
-        except IntegrityFailure as exc:
-            log.error("case %s: its report does not open, not indexed: %s", message.case_id, exc)
-            continue
-        msg = parse_message(raw, max_bytes=max_bytes)
-        yield message.case_id, msg.subject, msg.text_body
-
-
-def _readable_raw_id(message: Message) -> int | None:
-    """The stored bytes intake read: the decrypted copy of an encrypted report (None when it
-    could not be decrypted), else the bytes that arrived (None once purged)."""
-    if ENCRYPTED not in message.flags:
-        return message.raw_id
-    try:
-        details: dict[str, Any] = message.details
-    except IntegrityFailure:
-        return None
-    readable = details.get("readable_raw_id")
-    return readable if isinstance(readable, int) else None
 
 
 def similar_reports(settings: Settings, db: Database) -> IndexedReports | None:
