@@ -109,7 +109,7 @@ def digest_text(flow: Mailflow) -> str:
         data = s.scalars(select(Outbox).where(Outbox.kind == "digest")).one().data
     body = message_from_bytes(data, policy=default).get_body(("plain",))
     assert body is not None
-    return str(body.get_content())  # type: ignore[attr-defined]
+    return str(body.get_content())
 
 
 def test_a_second_reporter_with_nearly_the_same_report_is_flagged_with_the_first_case(
