@@ -315,7 +315,7 @@ def sentence_pool(reports: Sequence[Report]) -> list[str]:
 def synthetic_report(n: int, rng: random.Random, pool: Sequence[str]) -> Report:
     """A report of one flaw in one product: a templated account (product, component, flaw,
     cause, impact, versions) filled out with five to twelve sentences of real mail."""
-    product, component = rng.choice(PRODUCTS), rng.choice(COMPONENTS)
+    product, component = f"{rng.choice(PRODUCTS)} {_name(rng)}", rng.choice(COMPONENTS)
     flaw, cause = rng.choice(FLAWS)
     version = f"{rng.randint(1, 9)}.{rng.randint(0, 20)}.{rng.randint(0, 9)}"
     param = rng.choice(["id", "next", "file", "url", "name", "q", "token", "path", "redirect"])
@@ -334,6 +334,15 @@ def synthetic_report(n: int, rng: random.Random, pool: Sequence[str]) -> Report:
         f"{rng.choice(CLOSINGS)}\n{rng.choice(NAMES)}",
     ])
     return Report(f"synthetic-{n}", subject, body)
+
+
+def _name(rng: random.Random) -> str:
+    """A made-up product or module name, so that reports of the same flaw differ as real ones
+    do, in what they are about."""
+    return "".join(rng.choice(_SYLLABLES) for _ in range(rng.randint(2, 3))).capitalize()
+
+
+_SYLLABLES = [c + v for c in "bdfgklmnprstvz" for v in "aeiou"]
 
 
 def synthetic_raw(report: Report, n: int, at: datetime) -> bytes:
@@ -468,7 +477,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print_scores(posts, others)
     if args.scale:
         with tempfile.TemporaryDirectory(prefix="bench-duplicates-") as workdir:
-            pool = sentence_pool([*posts, *others])
+            pool = sentence_pool(others)  # not the posts: their variants are probes
             result = run_scale(args.scale, probes_for(posts, others, random.Random(2), pool),
                                pool, Path(workdir))
         print(f"\nover {result['cases']} open cases ({result['indexed']} indexed; filling the "
