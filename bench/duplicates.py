@@ -321,16 +321,20 @@ def synthetic_report(n: int, rng: random.Random, pool: Sequence[str]) -> Report:
     param = rng.choice(["id", "next", "file", "url", "name", "q", "token", "path", "redirect"])
     subject = f"{flaw.capitalize()} in the {component} of {product} {version}"
     filling = rng.sample(pool, k=min(len(pool), rng.randint(5, 12)))
+    account = rng.choice([
+        f"I found a {flaw} vulnerability in the {component} of {product} {version}. The handler "
+        f"{cause}, so a crafted {param} parameter reaches the vulnerable code.",
+        f"While testing {product} I noticed that its {component} {cause}. Sending a request with "
+        f"a modified {param} value gives {flaw}.",
+        f"{product} {version}: {flaw} via the {param} parameter of the {component}.",
+        f"Our scanner flagged {product}'s {component} and manual review confirmed it: the code "
+        f"{cause}.",
+    ])
     body = "\n\n".join([
         rng.choice(OPENINGS),
-        f"I found a {flaw} vulnerability in the {component} of {product} {version}. "
-        f"The handler {cause}, so a request with a crafted {param} parameter "
-        f"{rng.choice(['is processed as trusted', 'reaches the vulnerable code', 'is accepted'])}."
-        f" {rng.choice(IMPACTS)}",
+        f"{account} {rng.choice(IMPACTS)}",
         " ".join(filling[: len(filling) // 2]),
         " ".join(filling[len(filling) // 2:]),
-        f"Tested on {product} {version} on {rng.choice(['Debian 12', 'Ubuntu 24.04', 'Alpine'])} "
-        f"with the {rng.choice(['default', 'hardened', 'demo'])} configuration.",
         f"{rng.choice(CLOSINGS)}\n{rng.choice(NAMES)}",
     ])
     return Report(f"synthetic-{n}", subject, body)
@@ -382,22 +386,26 @@ def run_scale(cases: int, probes: Sequence[Report], pool: Sequence[str], workdir
 
         finder = IndexedReports(app.db, threshold=0.25, max_bytes=MAX_BYTES)
         with app.db.session() as session:
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             held = finder.build(session)
-            build = time.perf_counter() - started
+            build, build_cpu = time.perf_counter() - started, time.process_time() - cpu
         pure = _time_pure(cases, probes, random.Random(seed), pool)
         hook: list[float] = []
-        flagged = 0
+        hook_cpu: list[float] = []
+        flagged = {"synthetic": 0, "corpus": 0}
         with app.db.session() as session:
             for n, probe in enumerate(probes):
-                started = time.perf_counter()
+                started, cpu = time.perf_counter(), time.process_time()
                 found = finder.similar(session, f"SEC-2099-{n:05d}", probe.subject, probe.body)
                 hook.append(time.perf_counter() - started)
-                flagged += bool(found)
+                hook_cpu.append(time.process_time() - cpu)
+                if found:
+                    flagged["synthetic" if probe.name.startswith("synthetic") else "corpus"] += 1
             session.rollback()
         return {"cases": cases, "indexed": held, "fill_seconds": fill, "build_seconds": build,
-                "pure_ms": _ms(pure), "hook_ms": _ms(hook), "probes": len(probes),
-                "probes_flagged": flagged}
+                "build_cpu_seconds": build_cpu, "pure_ms": _ms(pure[0]),
+                "pure_cpu_ms": _ms(pure[1]), "hook_ms": _ms(hook), "hook_cpu_ms": _ms(hook_cpu),
+                "probes": len(probes), "probes_flagged": flagged}
     finally:
         app.close()
 
@@ -427,7 +435,7 @@ def _fill(app: Any, count: int, rng: random.Random, pool: Sequence[str]) -> None
 
 
 def _time_pure(cases: int, probes: Sequence[Report], rng: random.Random, pool: Sequence[str]
-               ) -> list[float]:
+               ) -> tuple[list[float], list[float]]:
     """Signature and query alone, over an index of ``cases`` synthetic reports in memory."""
     index = SignatureIndex(0.25)
     for n in range(cases):
@@ -435,14 +443,15 @@ def _time_pure(cases: int, probes: Sequence[Report], rng: random.Random, pool: S
         held = signature(report.subject, report.body)
         if held is not None:
             index.add(f"S{n}", held)
-    out = []
+    wall, cpu = [], []
     for probe in probes:
-        started = time.perf_counter()
+        started, used = time.perf_counter(), time.process_time()
         mine = signature(probe.subject, probe.body)
         if mine is not None:
             most_similar(index, mine, 0.25)
-        out.append(time.perf_counter() - started)
-    return out
+        wall.append(time.perf_counter() - started)
+        cpu.append(time.process_time() - used)
+    return wall, cpu
 
 
 def _ms(seconds: list[float]) -> dict[str, float]:
@@ -483,13 +492,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\nover {result['cases']} open cases ({result['indexed']} indexed; filling the "
               f"database took {result['fill_seconds']:.1f} s):")
         print(f"  building the index from the database (first use after a start): "
-              f"{result['build_seconds']:.2f} s")
-        for key, label in (("pure_ms", "signature + query"),
-                           ("hook_ms", "the whole check as intake calls it")):
+              f"{result['build_seconds']:.2f} s ({result['build_cpu_seconds']:.2f} s of CPU)")
+        for key, label in (("pure_ms", "signature + query (wall)"),
+                           ("pure_cpu_ms", "signature + query (CPU)"),
+                           ("hook_ms", "the whole check as intake calls it (wall)"),
+                           ("hook_cpu_ms", "the whole check as intake calls it (CPU)")):
             t = result[key]
             print(f"  {label}, per message ({result['probes']} messages): mean {t['mean']:.2f} "
                   f"ms, median {t['median']:.2f} ms, p95 {t['p95']:.2f} ms, max {t['max']:.2f} ms")
-        print(f"  messages flagged among them: {result['probes_flagged']}")
+        flagged = result["probes_flagged"]
+        print(f"  flagged among them: {flagged['corpus']} of the corpus messages and variants, "
+              f"{flagged['synthetic']} of the new synthetic reports")
     return 0
 
 
