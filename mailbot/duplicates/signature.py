@@ -26,7 +26,7 @@ from datasketch import MinHash
 
 NUM_PERM = 128
 SHINGLE_WORDS = 2  # word pairs: robust to reordered sentences, yet more telling than words
-MIN_WORDS = 8  # fewer words than this say too little to match anything on
+MIN_WORDS = 20  # fewer words than this (after normalising) say too little to match on
 MAX_CHARS = 16 * 1024  # of a report's text looked at: what it reports comes first
 MIN_OWN_WORDS = 40  # a sender who wrote fewer words than this forwards what they quote
 SEED = 1
