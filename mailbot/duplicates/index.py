@@ -12,7 +12,7 @@ estimates each candidate's similarity and keeps those at or above the threshold.
 
 from __future__ import annotations
 
-from datasketch import MinHash, MinHashLSH
+from datasketch import LeanMinHash, MinHash, MinHashLSH
 
 from mailbot.duplicates.signature import NUM_PERM
 
@@ -25,7 +25,7 @@ class SignatureIndex:
     def __init__(self, threshold: float) -> None:
         self._lsh = MinHashLSH(threshold=max(threshold, MIN_LSH_THRESHOLD),
                                num_perm=NUM_PERM)
-        self._signatures: dict[str, MinHash] = {}
+        self._signatures: dict[str, LeanMinHash] = {}
 
     def __len__(self) -> int:
         return len(self._signatures)
@@ -37,8 +37,9 @@ class SignatureIndex:
         """Hold ``signature`` for ``case_id``, replacing one held before (an id a rolled-back
         transaction gave out may come back with another report)."""
         self.remove(case_id)
-        self._lsh.insert(case_id, signature)
-        self._signatures[case_id] = signature
+        lean = LeanMinHash(signature)  # without the permutations: a third of the memory
+        self._lsh.insert(case_id, lean)
+        self._signatures[case_id] = lean
 
     def remove(self, case_id: str) -> None:
         if self._signatures.pop(case_id, None) is not None:
@@ -47,5 +48,5 @@ class SignatureIndex:
     def candidates(self, signature: MinHash) -> list[str]:
         return [str(key) for key in self._lsh.query(signature)]
 
-    def signature_of(self, case_id: str) -> MinHash:
+    def signature_of(self, case_id: str) -> LeanMinHash:
         return self._signatures[case_id]
