@@ -78,3 +78,19 @@ def test_a_forwarded_copy_reads_like_the_report_and_another_report_does_not() ->
     assert case_id == "SEC-2026-0001" and similarity > 0.8
     index.remove("SEC-2026-0001")
     assert most_similar(index, forwarded, 0.25) == []
+
+
+def test_a_stored_report_is_read_back_as_its_subject_and_first_text_part() -> None:
+    from email.message import EmailMessage
+
+    from mailbot.duplicates.stored import report_text
+
+    msg = EmailMessage()
+    msg["Subject"] = "=?utf-8?q?L=C3=BCcke_im_Upload?="
+    msg.set_content("<p>The upload <b>runs</b> code.</p>", subtype="html")
+    msg.add_attachment(b"not the report", maintype="application", subtype="octet-stream",
+                       filename="poc.bin")
+    subject, body = report_text(msg.as_bytes())
+    assert subject == "Lücke im Upload"
+    assert "The upload runs code." in body and "not the report" not in body
+    assert report_text(b"\xff\x00 not mail at all")[0] == ""  # read, never raised
