@@ -9,11 +9,13 @@ the check off.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, time, timedelta
 from email import message_from_bytes
 from email.policy import default
+from email.utils import format_datetime, make_msgid
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,8 @@ from mailbot.deadlines.watch import digest_due
 from tests import factories
 from tests.integration.test_commands import cli  # noqa: F401  (a fixture)
 from tests.mailflow import Mailflow
+from tests.pgpkeys import Home
+from tests.pgpmail import TEAM, Keys, Person, inner_text, pgp_mime, pgp_settings
 from tests.servers.dovecot import ImapAccount
 from tests.servers.smtp_sink import SmtpSink
 
@@ -70,9 +74,12 @@ UNRELATED = (
 OTHER_REPORTER = "Bob Builder <bob@pentest.example>"
 
 
-def make_flow(tmp_path: Path, account: ImapAccount, sink: SmtpSink, **policy: Any) -> Mailflow:
+def make_flow(tmp_path: Path, account: ImapAccount, sink: SmtpSink, *, pgp: Any = None,
+              **policy: Any) -> Mailflow:
     settings = factories.settings(tmp_path, account.mailbox_settings(), sink.smtp_settings(),
                                   digest_time=time(0, 0), **policy)
+    if pgp is not None:
+        settings = dataclasses.replace(settings, pgp=pgp)
     return Mailflow(factories.app(settings, FixedClock(datetime.now(UTC))), account, sink)
 
 
@@ -194,3 +201,30 @@ def test_duplicate_detection_is_off_at_zero_percent(
         assert FLAG not in flow.case(second).flags
     finally:
         flow.app.close()
+
+
+def test_an_encrypted_report_is_compared_by_its_decrypted_text_after_a_restart(
+    tmp_path: Path, imap_account: ImapAccount, smtp_sink: SmtpSink, team_home: Home,
+    pgp_keys: Keys, people: dict[str, Person],
+) -> None:
+    pgp = pgp_settings(team_home, pgp_keys)
+    before = make_flow(tmp_path, imap_account, smtp_sink, pgp=pgp)
+    rita = people["rita@reporter.example"]
+    armored = rita.home.encrypt(inner_text(FIRST[1], subject=FIRST[0]), to=pgp_keys.team_fpr)
+    fields = [("From", "Rita <rita@reporter.example>"), ("To", TEAM), ("Subject", "..."),
+              ("Date", format_datetime(datetime.now(UTC))),
+              ("Message-ID", make_msgid(domain="reporter.example"))]
+    try:
+        before.deliver(pgp_mime(fields, armored), envelope_from="rita@reporter.example")
+        before.run()
+        [first] = before.cases()
+        assert "encrypted" in before.inbound(first.id)[0].flags
+    finally:
+        before.app.close()
+    after = make_flow(tmp_path, imap_account, smtp_sink, pgp=pgp)  # the index is rebuilt
+    try:
+        second = report(after, SAME_AGAIN)
+        [detail] = flagged_as(after, second)
+        assert detail["case"] == first.id
+    finally:
+        after.app.close()
