@@ -158,6 +158,8 @@ class App:
             mailbox = ImapMailbox(self.settings.mailbox, credentials=self.credentials.imap)
             mailbox.connect()
             self._mailbox = mailbox
+        if self.similar is not None:  # after a start: before, not inside, intake's transaction
+            self.similar.warm_up()
         runner = MailboxRunner(self.db, self._mailbox, self.intake, self._on_quarantine,
                                batch_size=self.settings.mailbox.batch_size, on_commit=on_commit)
         try:

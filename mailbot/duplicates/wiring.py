@@ -1,9 +1,9 @@
 """The ``SimilarReports`` the app hands to intake: an in-memory index of the open report cases.
 
-The index is not stored: it is built from the database the first time intake asks (so a
-command-line call that builds an ``App`` pays nothing, and neither does the import of
-datasketch), from each open report case's report as it is stored (``stored``), then kept
-current as intake goes:
+The index is not stored: it is built from the database when the app first reads the mailbox
+after a start (``warm_up``), or else the first time intake asks (so a command-line call that
+builds an ``App`` pays nothing, and neither does the import of datasketch), from each open
+report case's report as it is stored (``stored``), then kept current as intake goes:
 
 - a new report case is added once it has been compared;
 - a case that was closed (or marked a duplicate) since is dropped when a query hits it, after a
@@ -70,6 +70,15 @@ class IndexedReports:
                     found.append(Candidate(other, similarity))
             index.add(case_id, mine)
             return found
+
+    def warm_up(self) -> None:
+        """Build the index now, in a session of its own, unless it is built: the app calls this
+        before its first pass over the mailbox, so that the first new report after a start does
+        not wait for the build inside intake's transaction (holding SQLite's write lock)."""
+        with self._lock:
+            if self._index is None:
+                with self.db.session() as session:
+                    self._ready(session, but="")
 
     def build(self, session: Session) -> int:
         """(Re)build the index from the database now; returns how many cases it holds."""
