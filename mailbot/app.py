@@ -29,6 +29,7 @@ from mailbot.clock import Clock, SystemClock
 from mailbot.config import Settings
 from mailbot.deadlines.calendar import BusinessCalendar
 from mailbot.deadlines.oncall import people_to_tell
+from mailbot.duplicates.wiring import similar_reports
 from mailbot.errors import LoginRefused, MailboxUnavailable, TemporaryError
 from mailbot.health import records as health
 from mailbot.intake.pipeline import Intake
@@ -78,6 +79,7 @@ class App:
         self._writer: Writer | None = None
         self._mailbox: ImapMailbox | None = None
         self.unwrapper = pgp.unwrapper(settings, self.clock)
+        self.similar = similar_reports(settings, self.db)
 
     # -- building blocks ---------------------------------------------------------------------
 
@@ -102,7 +104,8 @@ class App:
     @property
     def intake(self) -> Intake:
         return Intake(settings=self.settings, calendar=self.calendar, writer=self.writer,
-                      raw_store=self.db.raw_store, clock=self.clock, unwrapper=self.unwrapper)
+                      raw_store=self.db.raw_store, clock=self.clock, unwrapper=self.unwrapper,
+                      similar=self.similar)
 
     def prepare_storage(self) -> None:
         """Refuse a storage key that does not open the database; seal what was left in clear.
@@ -155,6 +158,8 @@ class App:
             mailbox = ImapMailbox(self.settings.mailbox, credentials=self.credentials.imap)
             mailbox.connect()
             self._mailbox = mailbox
+        if self.similar is not None:  # after a start: before, not inside, intake's transaction
+            self.similar.warm_up()
         runner = MailboxRunner(self.db, self._mailbox, self.intake, self._on_quarantine,
                                batch_size=self.settings.mailbox.batch_size, on_commit=on_commit)
         try:

@@ -440,6 +440,9 @@ def _cases_show(app: App, args: argparse.Namespace) -> int:
                 "mentioned_tag"):
         if detail.get(key):
             lines.append(f"  {key:<16} {detail[key]}")
+    if detail["possible_duplicates"]:
+        lines.append("  possible duplicate of " + ", ".join(
+            f"{d['case']} ({d['similarity']:.0%} similar)" for d in detail["possible_duplicates"]))
     lines += ["", f"messages ({len(detail['messages'])}):"]
     for m in detail["messages"]:
         lines.append(f"  {m['date'] or '':<26} {m['direction']:<3} {m['kind']:<16} "

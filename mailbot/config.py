@@ -132,6 +132,7 @@ class PolicySettings:
     subjects_in_notifications: bool = False  # reminders etc. name the report's subject
     disclosure_warning_business_days: int = 5  # remind on-call this long before disclosure
     update_interval_business_days: int = 20  # remind on-call to update the reporter; 0 = off
+    duplicate_similarity_percent: int = 25  # flag a new report this like an open case; 0 = off
 
     @property
     def tz(self) -> ZoneInfo:
@@ -241,6 +242,7 @@ _KNOWN: dict[str, set[str]] = {
         "max_message_bytes", "digest_time", "receipt_max_age_hours",
         "subjects_in_notifications",
         "disclosure_warning_business_days", "update_interval_business_days",
+        "duplicate_similarity_percent",
     },
     "oncall": {"addresses", "rotation", "rotation_start", "rotation_days"},
     "secrets": {"token_key", "token_key_env", "token_key_file"},
@@ -421,6 +423,10 @@ def _policy(r: Reader) -> PolicySettings:
                 country,
             )
     digest = r.text("policy.digest_time", "", allow_empty=True)
+    similarity = r.integer("policy.duplicate_similarity_percent", 25, minimum=0)
+    if similarity > 100:
+        raise ConfigError("policy.duplicate_similarity_percent", "a whole number from 0 to 100",
+                          similarity)
     return PolicySettings(
         case_prefix=prefix,
         timezone=tz,
@@ -441,6 +447,7 @@ def _policy(r: Reader) -> PolicySettings:
                                                    minimum=0),
         update_interval_business_days=r.integer("policy.update_interval_business_days", 20,
                                                 minimum=0),
+        duplicate_similarity_percent=similarity,
     )
 
 

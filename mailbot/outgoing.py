@@ -26,7 +26,7 @@ from mailbot.outbox import OutgoingMail
 from mailbot.templates import render
 
 if TYPE_CHECKING:
-    from mailbot.deadlines.entries import Deadline, DigestEntry
+    from mailbot.deadlines.entries import Deadline, DigestEntry, PossibleDuplicate
 
 
 @dataclass(frozen=True)
@@ -290,13 +290,14 @@ def digest(
     now: datetime,
     withheld: Sequence[Case] = (),
     held_back: int = 0,
+    duplicates: Sequence[PossibleDuplicate] = (),
 ) -> OutgoingMail:
     """The daily digest: open cases by deadline, soonest first, grouped by stage; first of all
     the reports whose receipt was withheld as too late, which wait on a person to answer them.
 
     ``entries`` are at most a few hundred of the ``total`` open cases; the mail says how many
     more there are, and how many receipts ``policy.receipts_per_hour`` held back (``held_back``,
-    the last 24 hours).
+    the last 24 hours). ``duplicates``: open cases whose report read like another case's.
     """
     groups: list[dict[str, Any]] = [{
         "title": "No receipt was sent (it would have come too late): answer the reporter yourself",
@@ -321,6 +322,8 @@ def digest(
             "groups": [g for g in groups if g["cases"]],
             "list_command": "mailbot cases list",
             "held_back": held_back,
+            "duplicates": [{"case_id": d.case_id, "other_id": d.other_id,
+                            "percent": round(d.similarity * 100)} for d in duplicates],
         },
         case_id=None,
         kind="digest",

@@ -11,6 +11,7 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from mailbot.cases.models import Case, Event, Message
+from mailbot.cases.vocabulary import POSSIBLE_DUPLICATE
 from mailbot.sealing import IntegrityFailure
 from mailbot.store import RawStore
 
@@ -85,6 +86,10 @@ def case_detail(session: Session, case: Case, raw_store: RawStore | None = None,
     claims = [view["detail"] for e, view in zip(events, out["events"], strict=True)
               if e.action == "reporter-claim" and not unreadable_detail(view["detail"])]
     out["reporter_claim"] = claims[-1] if claims else None
+    # Open cases the report read like when it arrived (mailbot.similar); the team decides.
+    out["possible_duplicates"] = [
+        {"case": e.detail.get("case"), "similarity": e.detail.get("similarity")}
+        for e in events if e.action == POSSIBLE_DUPLICATE]
     return out
 
 

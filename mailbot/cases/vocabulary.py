@@ -19,6 +19,7 @@ RECEIPT_WITHHELD = "receipt-withheld"  # a receipt would have come too late: a p
 # Flags (and events) that more than one part of mailbot speaks of.
 NON_PARTICIPANT = "non-participant"  # someone outside the case joined its thread
 RECEIPT_HELD_BACK = "receipt-held-back"  # policy.receipts_per_hour kept its receipt back
+POSSIBLE_DUPLICATE = "possible-duplicate"  # a new report reads like an open case's (similar.py)
 # What the reporter said about being credited in the advisory.
 NAMED = "named"
 ANONYMOUS = "anonymous"

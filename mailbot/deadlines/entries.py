@@ -25,3 +25,13 @@ class DigestEntry:
     case: Case
     deadline: Deadline | None
     stage: str | None
+
+
+@dataclass(frozen=True)
+class PossibleDuplicate:
+    """An open case whose report read like another case's when it arrived (``similarity``
+    from 0 to 1): listed in the digest for the team to confirm with ``/duplicate`` or not."""
+
+    case_id: str
+    other_id: str
+    similarity: float

@@ -42,7 +42,7 @@ from mailbot.cases import vocabulary
 from mailbot.cases.models import Case, Event, Message, Outbox, Reminder, flagged
 from mailbot.config import PolicySettings, Settings
 from mailbot.deadlines.calendar import BusinessCalendar
-from mailbot.deadlines.entries import Deadline, DigestEntry
+from mailbot.deadlines.entries import Deadline, DigestEntry, PossibleDuplicate
 from mailbot.deadlines.oncall import people_to_tell
 from mailbot.outbox import OutgoingMail, enqueue
 from mailbot.outgoing import Writer, digest, digest_message_id, reminder
@@ -407,6 +407,7 @@ def digest_due(app: Running, now: datetime) -> int:
             now=now,
             withheld=unanswered_withheld(session),
             held_back=receipts_held_back(session, now),
+            duplicates=possible_duplicates(session),
         )
         if not _enqueue_once(session, mail, now):
             return 0
@@ -474,6 +475,23 @@ def unanswered_withheld(session: Session, *, limit: int = DIGEST_LIMIT) -> list[
         .limit(limit)
     )
     return list(session.scalars(stmt))
+
+
+def possible_duplicates(session: Session, *, limit: int = DIGEST_LIMIT
+                        ) -> list[PossibleDuplicate]:
+    """Open cases flagged possible-duplicate, each with the case(s) its report read like."""
+    stmt = (
+        select(Event.case_id, Event.detail)
+        .join(Case, Case.id == Event.case_id)
+        .where(Case.status.in_(vocabulary.OPEN_STATUSES),
+               flagged(vocabulary.POSSIBLE_DUPLICATE), ~flagged(vocabulary.IMPORTED),
+               Event.action == vocabulary.POSSIBLE_DUPLICATE)
+        .order_by(Event.case_id, Event.id)
+        .limit(limit)
+    )
+    return [PossibleDuplicate(case_id, str(detail.get("case", "")),
+                              float(detail.get("similarity") or 0.0))
+            for case_id, detail in session.execute(stmt)]
 
 
 def running_due_expression() -> ColumnElement[Any]:

@@ -51,6 +51,7 @@ from mailbot.mail.parse import dedupe_key, header_block_sender, parse_message
 from mailbot.notices import queue_status_notice
 from mailbot.outbox import enqueue, receipts_sent_recently, receipts_sent_within
 from mailbot.outgoing import Writer, receipt
+from mailbot.similar import SimilarReports, note_possible_duplicates
 from mailbot.store import RawStore
 
 log = logging.getLogger("mailbot.intake")
@@ -73,6 +74,8 @@ class Intake:
     clock: Clock
     # Opens encrypted or signed mail (mailbot.pgp); None: every message is read as it arrived.
     unwrapper: Unwrapper | None = None
+    # Finds open cases a new report repeats (mailbot.duplicates); None: no such check.
+    similar: SimilarReports | None = None
 
 
 def process(session: Session, fetched: FetchedMessage, intake: Intake) -> Outcome:
@@ -116,6 +119,10 @@ def process(session: Session, fetched: FetchedMessage, intake: Intake) -> Outcom
     history.keep_unarmed(case)
     if outcome is Outcome.OPENED and not (facts.from_team or facts.automatic.yes or facts.own.yes):
         _record_claim(session, case, msg, fetched)
+    # A case with an acknowledgement due is a report: not history, automatic, own or team mail.
+    if outcome is Outcome.OPENED and case.ack_due is not None and intake.similar is not None:
+        note_possible_duplicates(session, case, msg.subject, msg.text_body, intake.similar,
+                                 fetched.internal_date)
     if outcome is Outcome.OPENED:
         _send_receipt(session, case, msg, fetched, facts, key, intake,
                       report_encrypted=opened is not None and sealed.ENCRYPTED in opened.flags)

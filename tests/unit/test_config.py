@@ -79,6 +79,12 @@ def test_minimal_config_gets_the_documented_defaults() -> None:
     (with_values(policy={"holiday_country": "XX"}), "policy.holiday_country", "country code"),
     (with_values(polcy={"timezone": "UTC"}), "polcy", "one of the sections"),
     (with_values(policy={"timezon": "UTC"}), "policy.timezon", "one of the keys"),
+    (with_values(policy={"duplicate_similarity_percent": 101}),
+     "policy.duplicate_similarity_percent", "from 0 to 100"),
+    (with_values(policy={"duplicate_similarity_percent": -1}),
+     "policy.duplicate_similarity_percent", "at least 0"),
+    (with_values(policy={"duplicate_similarity_percent": 0.25}),
+     "policy.duplicate_similarity_percent", "whole number"),
 ])
 def test_a_bad_value_names_the_key_and_what_was_expected(
     data: dict[str, dict[str, object]], key: str, expected: str
@@ -87,6 +93,14 @@ def test_a_bad_value_names_the_key_and_what_was_expected(
     assert error.key == key
     assert expected in str(error)
     assert str(error).startswith(key)
+
+
+def test_duplicate_detection_is_on_at_25_percent_unless_told_and_0_turns_it_off() -> None:
+    assert settings_from_mapping(MINIMAL, environ=ENV).policy.duplicate_similarity_percent == 25
+    for percent in (0, 40, 100):
+        data = with_values(policy={"duplicate_similarity_percent": percent})
+        assert settings_from_mapping(data, environ=ENV).policy.duplicate_similarity_percent \
+            == percent
 
 
 def test_a_missing_required_key_is_named() -> None:
