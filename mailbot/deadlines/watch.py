@@ -40,6 +40,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from mailbot.cases import vocabulary
 from mailbot.cases.models import Case, Event, Message, Outbox, Reminder, flagged
+from mailbot.cases.views import event_detail
 from mailbot.config import PolicySettings, Settings
 from mailbot.deadlines.calendar import BusinessCalendar
 from mailbot.deadlines.entries import Deadline, DigestEntry, PossibleDuplicate
@@ -481,7 +482,7 @@ def possible_duplicates(session: Session, *, limit: int = DIGEST_LIMIT
                         ) -> list[PossibleDuplicate]:
     """Open cases flagged possible-duplicate, each with the case(s) its report read like."""
     stmt = (
-        select(Event.case_id, Event.detail)
+        select(Event)
         .join(Case, Case.id == Event.case_id)
         .where(Case.status.in_(vocabulary.OPEN_STATUSES),
                flagged(vocabulary.POSSIBLE_DUPLICATE), ~flagged(vocabulary.IMPORTED),
@@ -489,9 +490,12 @@ def possible_duplicates(session: Session, *, limit: int = DIGEST_LIMIT
         .order_by(Event.case_id, Event.id)
         .limit(limit)
     )
-    return [PossibleDuplicate(case_id, str(detail.get("case", "")),
-                              float(detail.get("similarity") or 0.0))
-            for case_id, detail in session.execute(stmt)]
+    found = []
+    for event in session.scalars(stmt):
+        detail = event_detail(event)  # sealed; an unreadable one names no other case
+        found.append(PossibleDuplicate(event.case_id, str(detail.get("case", "")),
+                                       float(detail.get("similarity") or 0.0)))
+    return found
 
 
 def running_due_expression() -> ColumnElement[Any]:

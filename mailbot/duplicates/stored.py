@@ -26,7 +26,8 @@ from sqlalchemy.orm import Session
 
 from mailbot.cases.models import Case, Message, RawMessage, flagged
 from mailbot.cases.vocabulary import IMPORTED, OPEN_STATUSES
-from mailbot.mail.mime import Defects, html_to_text
+from mailbot.mail.defects import Defects
+from mailbot.mail.html_text import html_to_text
 from mailbot.sealing import IntegrityFailure
 from mailbot.store import SealedRawStore
 
