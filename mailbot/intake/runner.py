@@ -9,6 +9,7 @@ raises rolls back alone: it is recorded as a failure, retried on the next pass a
 from __future__ import annotations
 
 import logging
+import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -146,7 +147,7 @@ class MailboxRunner:
         row.last_error = error
         row.updated_at = now
         log.error("%s uid %d failed (try %d of %d): %s", fetched.folder, fetched.uid,
-                  row.attempts, MAX_TRIES, error, exc_info=exc)
+                  row.attempts, MAX_TRIES, without_text(exc))
         if row.attempts >= MAX_TRIES:
             row.quarantined = True
             row.raw_id = self.intake.raw_store.put(session, fetched.raw)
@@ -183,6 +184,15 @@ def process_alone(
         return exc
     except Exception as exc:
         return exc
+
+
+def without_text(exc: BaseException) -> str:
+    """What failed and where (its type and the traceback's frames), without its message: that
+    can quote the mail (a subject, a name), and mail stays out of logs. The whole text is kept,
+    sealed, with the failure (``mailbot quarantine show``)."""
+    frames = "".join(traceback.format_tb(exc.__traceback__)).rstrip()
+    return f"{type(exc).__name__} (its text is kept with the failure)" + (
+        f"\n{frames}" if frames else "")
 
 
 def _advance(session: Session, folder: str, uidvalidity: int, uid: int, now: datetime) -> None:

@@ -15,7 +15,7 @@ from mailbot.cases.models import InboundFailure, Message, RawMessage
 from mailbot.cases.views import UNREADABLE
 from mailbot.errors import UsageError
 from mailbot.intake.pipeline import Intake, Outcome
-from mailbot.intake.runner import process_alone
+from mailbot.intake.runner import process_alone, without_text
 from mailbot.mail.message import FetchedMessage
 from mailbot.mail.parse import dedupe_key
 from mailbot.sealing import IntegrityFailure
@@ -80,7 +80,8 @@ def retry(db: Database, intake: Intake, entry_id: int) -> RetryResult:
         if isinstance(outcome, Exception):
             row.attempts += 1
             row.last_error = f"{type(outcome).__name__}: {outcome}"[:2000]
-            log.error("quarantined message %d failed again: %s", entry_id, row.last_error)
+            log.error("quarantined message %d failed again: %s", entry_id,
+                      without_text(outcome))
             return RetryResult(outcome="failed", case_id=None, error=row.last_error)
         raw_id = row.raw_id
         session.delete(row)

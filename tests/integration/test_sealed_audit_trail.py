@@ -8,6 +8,7 @@ both read back for the operator. A damaged value is shown as unreadable, never a
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import subprocess
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from mailbot.cases.views import UNREADABLE, case_detail
 from mailbot.intake import pipeline
 from mailbot.intake.classify import classify as real_classify
 from mailbot.quarantine.service import list_quarantined
+from mailbot.quarantine.service import retry as retry_quarantined
 from mailbot.web.board import BoardQuery, board
 from tests import factories, mailflow
 from tests.integration.test_encryption_at_rest import encodings
@@ -99,6 +101,26 @@ def test_credit_and_error_texts_never_reach_the_sqlite_file_or_its_log(
     assert any(f.name == "mailbot.db-wal" for f in files)  # the log is looked at while open
     for f in files:
         assert_no_mark(f.read_bytes(), f.name)
+
+
+def test_an_error_text_quoting_the_mail_stays_out_of_mailbots_log(
+    sqlite_flow: Mailflow, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="mailbot")
+    case_id = credit_and_failure(sqlite_flow, monkeypatch)
+    [entry] = list_quarantined(sqlite_flow.app.db)
+
+    def still_failing(msg: Any, *_: Any, **__: Any) -> Any:
+        raise ValueError(f"cannot classify {msg.subject!r}")
+
+    monkeypatch.setattr(pipeline, "classify", still_failing)
+    retried = retry_quarantined(sqlite_flow.app.db, sqlite_flow.app.intake, entry.id)
+    assert retried.outcome == "failed"
+    failures = [r for r in caplog.records if "failed" in r.getMessage() and r.levelname == "ERROR"]
+    assert len(failures) == 4 and all("ValueError" in r.getMessage() for r in failures)
+    assert "quoting_classify" in caplog.text  # where it failed is still told (the frames)
+    assert ERROR_MARK not in caplog.text
+    assert_read_back(sqlite_flow.app, case_id)  # the whole text is kept, sealed
 
 
 def test_credit_and_error_texts_never_reach_a_postgresql_dump(
