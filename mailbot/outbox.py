@@ -46,7 +46,10 @@ class OutgoingMail:
 
 def enqueue(session: Session, mail: OutgoingMail, now: datetime) -> Outbox | None:
     """Queue ``mail`` and record it on its case; the same Message-ID twice is queued once."""
-    exists = session.scalar(select(Outbox.id).where(Outbox.message_id == mail.message_id))
+    if any(o.message_id == mail.message_id for o in _pending_outbox(session)):
+        return None
+    with session.no_autoflush:  # what is unflushed is checked above; a flush here costs
+        exists = session.scalar(select(Outbox.id).where(Outbox.message_id == mail.message_id))
     if exists is not None:
         return None
     row = Outbox(
@@ -79,25 +82,37 @@ def enqueue(session: Session, mail: OutgoingMail, now: datetime) -> Outbox | Non
     return row
 
 
+def _pending_outbox(session: Session) -> list[Outbox]:
+    """Outbox rows added in this session and not flushed yet (intake writes a batch at once)."""
+    return [o for o in session.new if isinstance(o, Outbox)]
+
+
 def receipts_sent_recently(session: Session, recipient: str, now: datetime) -> int:
     """Receipts queued in the last 24 hours for ``recipient``'s mailbox, whatever ``+tag`` or
-    spelling it used (``sender_key``): the per-sender limit."""
-    return session.scalar(
-        select(func.count(Outbox.id)).where(
+    spelling it used (``sender_key``): the per-sender limit. Unflushed rows count too."""
+    key, since = sender_key(recipient), now - timedelta(days=1)
+    pending = sum(1 for o in _pending_outbox(session)
+                  if o.kind == "receipt" and o.first_recipient == key and o.created_at > since)
+    with session.no_autoflush:  # a flush would count the pending rows a second time
+        stored = session.scalar(select(func.count(Outbox.id)).where(
             Outbox.kind == "receipt",
-            Outbox.first_recipient == sender_key(recipient),
-            Outbox.created_at > now - timedelta(days=1),
-        )
-    ) or 0
+            Outbox.first_recipient == key,
+            Outbox.created_at > since,
+        ))
+    return pending + (stored or 0)
 
 
 def receipts_sent_within(session: Session, span: timedelta, now: datetime) -> int:
-    """Receipts queued for anyone in the ``span`` before ``now``: the limit on all receipts."""
-    return session.scalar(
-        select(func.count(Outbox.id)).where(
-            Outbox.kind == "receipt", Outbox.created_at > now - span,
-        )
-    ) or 0
+    """Receipts queued for anyone in the ``span`` before ``now``: the limit on all receipts.
+    Unflushed rows count too."""
+    since = now - span
+    pending = sum(1 for o in _pending_outbox(session)
+                  if o.kind == "receipt" and o.created_at > since)
+    with session.no_autoflush:  # a flush would count the pending rows a second time
+        stored = session.scalar(select(func.count(Outbox.id)).where(
+            Outbox.kind == "receipt", Outbox.created_at > since,
+        ))
+    return pending + (stored or 0)
 
 
 @dataclass

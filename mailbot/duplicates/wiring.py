@@ -53,6 +53,9 @@ class IndexedReports:
 
         with self._lock:
             index = self._ready(session, but=case_id)
+            # Held under this id already: a report of a transaction rolled back since (intake
+            # retries a batch message by message), never this report's own duplicate.
+            index.remove(case_id)
             try:
                 mine = signature(subject, body)
             except Exception:  # a text the normaliser chokes on is no report's duplicate

@@ -82,7 +82,7 @@ def process(session: Session, fetched: FetchedMessage, intake: Intake) -> Outcom
     # Stored keyed (when content is encrypted); during a key rotation under either key.
     keys = intake.raw_store.index_keys(dedupe_key(fetched.raw))
     key = keys[0]
-    seen = session.scalars(select(Message).where(Message.dedupe_key.in_(keys))).first()
+    seen = _seen_before(session, keys)
     if seen is not None:
         log.debug("%s uid %d: seen before", fetched.folder, fetched.uid)
         _trust_sent_copy(session, seen, fetched, intake)
@@ -129,6 +129,17 @@ def process(session: Session, fetched: FetchedMessage, intake: Intake) -> Outcom
     log.info("%s uid %d -> %s %s (%s)", fetched.folder, fetched.uid, case.id, outcome.value,
              where.reason)
     return outcome
+
+
+def _seen_before(session: Session, keys: list[str]) -> Message | None:
+    """The message stored under one of ``keys``, or written earlier in this transaction and not
+    flushed yet: the runner writes a batch's rows together, so the query alone would miss the
+    same message twice in one batch, and letting it flush would write them one by one."""
+    for obj in session.new:
+        if isinstance(obj, Message) and obj.dedupe_key in keys:
+            return obj
+    with session.no_autoflush:
+        return session.scalars(select(Message).where(Message.dedupe_key.in_(keys))).first()
 
 
 def _open_case(
@@ -390,8 +401,8 @@ def _send_receipt(
                                           intake.settings.policy.receipt_max_age_hours)
         if reason is not None:
             service.add_flags(case, vocabulary.RECEIPT_WITHHELD)
-    # Both outbox queries below read only outbox rows, and the session holds none unflushed
-    # (only this message's case, events and message): no flush before them, one at the end.
+    # The outbox queries below read only outbox rows, and count the ones still unflushed in the
+    # session too (earlier messages of the batch): no flush before them.
     with session.no_autoflush:
         if reason is None:
             reason = _over_a_receipt_limit(session, case, intake.settings.policy, now)
