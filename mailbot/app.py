@@ -80,6 +80,8 @@ class App:
         self._mailbox: ImapMailbox | None = None
         self.unwrapper = pgp.unwrapper(settings, self.clock)
         self.similar = similar_reports(settings, self.db)
+        # Outbox rows the SMTP server accepted while the database could not record it.
+        self._sent_unrecorded: set[int] = set()
 
     # -- building blocks ---------------------------------------------------------------------
 
@@ -181,7 +183,7 @@ class App:
 
     async def drain_outbox(self, *, ignore_backoff: bool = False) -> DrainReport:
         return await drain(self.db, self.transport, self.clock, on_failure=self._on_send_failure,
-                           ignore_backoff=ignore_backoff)
+                           ignore_backoff=ignore_backoff, unrecorded=self._sent_unrecorded)
 
     def watch_deadlines(self, now: datetime | None = None) -> int:
         """Queue the reminders and escalations that are due (the deadlines, the disclosure

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -134,22 +135,46 @@ async def drain(
     on_failure: AlertSink,
     ignore_backoff: bool = False,
     limit: int = 500,
+    unrecorded: set[int] | None = None,
 ) -> DrainReport:
-    """Send what is due over one SMTP connection. A connection-level failure ends the batch."""
+    """Send what is due over one SMTP connection. A connection-level failure ends the batch.
+
+    ``unrecorded``: the ids of rows the SMTP server accepted but the database did not record as
+    sent (it went away at that moment); kept by the caller from one drain to the next, they are
+    recorded as sent first, never sent again by this process."""
+    if unrecorded:
+        _record_sent(db, unrecorded, clock.now())
     if not _anything_due(db, clock.now(), ignore_backoff):
         return DrainReport(waiting=_count_queued(db))
     with sending_lock(db) as ours:
         if not ours:
             log.info("another mailbot process is sending the outbox; leaving it to that one")
             return DrainReport(waiting=_count_queued(db))
-        report = await _drain(db, transport, clock, on_failure, ignore_backoff, limit)
+        report = await _drain(db, transport, clock, on_failure, ignore_backoff, limit,
+                              set() if unrecorded is None else unrecorded)
     report.waiting = _count_queued(db)
     return report
 
 
+def _record_sent(db: Database, ids: set[int], now: datetime) -> None:
+    with db.session() as session:
+        for row in session.scalars(select(Outbox).where(Outbox.id.in_(ids))):
+            if row.state == QUEUED:
+                _mark_sent(row, now)
+    log.info("recorded %d message(s) as sent that the SMTP server had accepted while the "
+             "database was away", len(ids))
+    ids.clear()
+
+
+def _mark_sent(row: Outbox, now: datetime) -> None:
+    row.state = SENT
+    row.sent_at = now
+    row.attempts += 1
+
+
 async def _drain(
     db: Database, transport: Transport, clock: Clock, on_failure: AlertSink,
-    ignore_backoff: bool, limit: int,
+    ignore_backoff: bool, limit: int, unrecorded: set[int],
 ) -> DrainReport:
     report = DrainReport()
     tried = 0
@@ -158,7 +183,7 @@ async def _drain(
     try:
         async with transport.connection() as smtp:
             while connection_lost is None and tried < limit:
-                with db.session() as session:
+                with _remembered_if_unrecorded(unrecorded) as accepted, db.session() as session:
                     row = _claim_next(session, clock.now(), ignore_backoff, after)
                     if row is None:
                         break
@@ -182,9 +207,8 @@ async def _drain(
                         if exc.code is None or exc.code == 421:
                             connection_lost = exc  # the connection is gone: end this batch
                     else:
-                        row.state = SENT
-                        row.sent_at = clock.now()
-                        row.attempts += 1
+                        accepted.append(row.id)
+                        _mark_sent(row, clock.now())
                         report.sent += 1
                         log.info("sent %s %s for %s", row.kind, row.message_id,
                                  row.case_id or "no case")
@@ -196,6 +220,22 @@ async def _drain(
         log.warning("SMTP unavailable, %d message(s) wait for the next try: %s",
                     _count_queued(db), connection_lost)
     return report
+
+
+@contextmanager
+def _remembered_if_unrecorded(unrecorded: set[int]) -> Iterator[list[int]]:
+    """Yields a list for the row the server accepted. If the block then fails (the database
+    went away before the row was recorded as sent), the row is remembered: it was delivered, and
+    must not be sent again."""
+    accepted: list[int] = []
+    try:
+        yield accepted
+    except Exception:
+        if accepted:
+            unrecorded.update(accepted)
+            log.warning("outbox row %d was sent but could not be recorded as sent; it will be "
+                        "recorded before anything else is sent", accepted[0])
+        raise
 
 
 def _anything_due(db: Database, now: datetime, ignore_backoff: bool) -> bool:

@@ -633,6 +633,34 @@ def test_database_unavailable_for_a_while_the_daemon_says_so_and_catches_up(
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], "only warnings expected"
 
 
+def test_a_receipt_sent_while_the_database_went_away_is_not_sent_again(
+    pg_bot: App, private_postgres: PostgresServer, imap_account: ImapAccount,
+    smtp_sink: SmtpSink, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The SMTP server accepts the receipt; the database stops before the drain records it.
+    deliver_reports(imap_account, 1)
+    pg_bot.read_mailbox()
+    keep = smtp_sink._keep
+
+    def keep_then_stop_the_database(*args: object) -> None:
+        keep(*args)
+        if len(smtp_sink.received) == 1:
+            private_postgres.stop()
+
+    monkeypatch.setattr(smtp_sink, "_keep", keep_then_stop_the_database)
+    with pytest.raises(DatabaseUnavailable):
+        asyncio.run(pg_bot.drain_outbox())
+    private_postgres.resume()
+
+    later = asyncio.run(pg_bot.drain_outbox(ignore_backoff=True))
+
+    assert later.sent == 0
+    assert len(smtp_sink.received) == 1
+    with pg_bot.db.session() as s:
+        [state] = s.scalars(select(Outbox.state).where(Outbox.kind == "receipt")).all()
+    assert state == "sent"
+
+
 def test_uidvalidity_changed_on_an_emptied_folder_is_warned_about_once(
     bot: App, imap_account: ImapAccount, caplog: pytest.LogCaptureFixture
 ) -> None:
