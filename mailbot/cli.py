@@ -199,7 +199,7 @@ def _setup_logging(args: argparse.Namespace) -> None:
         logging.INFO if args.command in ("run", "deadlines", "web") else logging.WARNING)
     logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("apscheduler", "mailparser", "aiosmtplib", "alembic", "imapclient", "uvicorn"):
+    for noisy in ("apscheduler", "aiosmtplib", "alembic", "imapclient", "uvicorn"):
         logging.getLogger(noisy).setLevel(logging.WARNING if args.debug else logging.ERROR)
 
 
