@@ -114,11 +114,24 @@ class IndexedReports:
 
 
 def open_report_cases(session: Session, case_ids: list[str]) -> set[str]:
-    """Those of ``case_ids`` whose case is (still) open and no duplicate, in one query."""
+    """Those of ``case_ids`` whose case is (still) open and no duplicate, in one query.
+
+    Without flushing: intake writes a batch's rows together (a flush here, once per report,
+    would undo that). The cases the session holds unwritten, new in this batch or changed by
+    it, are judged as they are in memory."""
     if not case_ids:
         return set()
-    return set(session.scalars(select(Case.id).where(
-        Case.id.in_(case_ids), Case.status.in_(OPEN_STATUSES), Case.duplicate_of.is_(None))))
+    with session.no_autoflush:
+        found = set(session.scalars(select(Case.id).where(
+            Case.id.in_(case_ids), Case.status.in_(OPEN_STATUSES), Case.duplicate_of.is_(None))))
+    wanted = set(case_ids)
+    for held in (*session.new, *session.dirty):
+        if isinstance(held, Case) and held.id in wanted:
+            if held.status in OPEN_STATUSES and held.duplicate_of is None:
+                found.add(held.id)
+            else:
+                found.discard(held.id)
+    return found
 
 
 def similar_reports(settings: Settings, db: Database) -> IndexedReports | None:

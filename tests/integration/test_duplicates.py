@@ -150,6 +150,20 @@ def test_a_second_reporter_with_nearly_the_same_report_is_flagged_with_the_first
         in listed
 
 
+def test_a_duplicate_within_one_batch_is_flagged_against_the_case_not_yet_written(
+    flow: Mailflow,
+) -> None:
+    # Both reports in one batch: intake writes the batch's rows together, so the first case is
+    # still only in memory when the second report is checked against it.
+    for sender, (subject, body) in (("Rita Reporter <rita@reporter.example>", FIRST),
+                                    (OTHER_REPORTER, SAME_AGAIN)):
+        flow.report(sender=sender, subject=subject, body=body)
+    flow.run()
+    first, second = (c.id for c in flow.cases())
+    [detail] = flagged_as(flow, second)
+    assert detail["case"] == first
+
+
 def test_an_unrelated_report_is_not_flagged(flow: Mailflow) -> None:
     report(flow, FIRST)
     other = report(flow, UNRELATED)
