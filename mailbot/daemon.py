@@ -207,8 +207,9 @@ class Daemon:
             self.mailbox_ok.clear()
             self._mailbox_failures += 1
             delay = min(2 ** self._mailbox_failures, MAX_BACKOFF_SECONDS)
-            self._postpone("mailbox", delay)
+            # Said before it is arranged: the next try is then never sooner than the log says.
             log.warning("mailbox pass failed (%s); next try in %d s", _one_line(exc), delay)
+            self._postpone("mailbox", delay)
             await self._note_failure(_one_line(exc))
             return None
         except MailbotError:
