@@ -113,9 +113,9 @@ def _deadlines(case: Case, calendar: BusinessCalendar, policy: PolicySettings,
 
 def _message_view(session: Session, m: Message, raw_store: RawStore,
                   policy: PolicySettings) -> MessageView:
-    raw = message_bytes(session, m, raw_store)
-    parsed = parse_message(raw, max_bytes=policy.max_message_bytes) if raw is not None else None
     details = details_of(m)
+    raw = message_bytes(session, m, raw_store, details)
+    parsed = parse_message(raw, max_bytes=policy.max_message_bytes) if raw is not None else None
     sender = parsed.sender if parsed else None
     return MessageView(
         id=m.id, direction=m.direction, kind=m.kind, from_name=sender.name if sender else "",
@@ -158,10 +158,11 @@ def pgp_findings(pgp: object) -> list[str]:
     return out
 
 
-def message_bytes(session: Session, m: Message, raw_store: RawStore) -> bytes | None:
+def message_bytes(session: Session, m: Message, raw_store: RawStore,
+                  details: dict[str, Any] | None = None) -> bytes | None:
     """The message as it can be read: the decrypted copy of PGP mail when there is one, else
     its raw bytes (inbound) or the outbox copy (outbound)."""
-    readable = details_of(m).get("readable_raw_id")
+    readable = (details_of(m) if details is None else details).get("readable_raw_id")
     if isinstance(readable, int):
         return raw_store.get(session, readable)
     if m.raw_id is not None:

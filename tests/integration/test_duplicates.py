@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, time
 from email import message_from_bytes
 from email.policy import default
 from email.utils import format_datetime, make_msgid
@@ -27,6 +27,7 @@ from mailbot.clock import FixedClock
 from mailbot.deadlines.watch import digest_due
 from tests import factories
 from tests.integration.test_commands import cli  # noqa: F401  (a fixture)
+from tests.integration.test_history import next_weekday_noon
 from tests.mailflow import Mailflow
 from tests.pgpkeys import Home
 from tests.pgpmail import TEAM, Keys, Person, inner_text, pgp_mime, pgp_settings
@@ -101,13 +102,6 @@ def report(flow: Mailflow, text: tuple[str, str], sender: str = OTHER_REPORTER) 
 
 def flagged_as(flow: Mailflow, case_id: str) -> list[dict[str, Any]]:
     return [e.detail for e in flow.events(case_id) if e.action == FLAG]
-
-
-def next_weekday_noon() -> datetime:
-    day = datetime.now(UTC).replace(hour=11, minute=0) + timedelta(days=1)
-    while day.weekday() >= 5:
-        day += timedelta(days=1)
-    return day
 
 
 def digest_text(flow: Mailflow) -> str:

@@ -65,7 +65,7 @@ def _file_history(flow: Mailflow, count: int, *, start: datetime = LONG_AGO) -> 
     return ids
 
 
-def _next_weekday_noon() -> datetime:
+def next_weekday_noon() -> datetime:
     day = datetime.now(UTC).replace(hour=11, minute=0) + timedelta(days=1)
     while day.weekday() >= 5:
         day += timedelta(days=1)
@@ -219,7 +219,7 @@ def test_a_receipt_that_would_come_too_late_is_withheld_and_listed_in_the_digest
         [receipt] = flow.mailed(1)
         assert f"[{fresh.id}]" in receipt.message["Subject"]
 
-        assert digest_due(flow.app, _next_weekday_noon()) == 1
+        assert digest_due(flow.app, next_weekday_noon()) == 1
         with flow.app.db.session() as s:
             data = s.scalars(select(Outbox).where(Outbox.kind == "digest")).one().data
         body = message_from_bytes(data, policy=default).get_body(("plain",))
