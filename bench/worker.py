@@ -97,27 +97,13 @@ def intake(spec: dict[str, Any]) -> dict[str, Any]:
     memory.reset_peak()
     baseline = memory.rss()
     started, cpu = time.perf_counter(), _cpu()
-    passes = opened = added = duplicates = failed = passed = 0
-    while True:
-        report = app.read_mailbox()
-        passes += 1
-        opened += report.opened
-        added += report.added
-        duplicates += report.duplicates
-        failed += report.failed + report.quarantined
-        passed += report.processed + report.failed + report.quarantined
-        if report.processed + report.failed + report.quarantined == 0:
-            break
-    app.close_mailbox()
-    read_done = time.perf_counter()
-    def drain() -> tuple[int, int]:
-        return asyncio.run(_drain_all(app))
-
-    sent, drains = split.drain_timed(timers, drain) if timers is not None else drain()
+    counts, sent, drains, read_done = asyncio.run(_read_and_drain(app, timers))
     finished, cpu = time.perf_counter(), _cpu() - cpu
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    parse_cpu = children.ru_utime + children.ru_stime
     steps = None
     if timers is not None:
-        steps = {**timers.result(passed, finished - started, cpu), "missing": missing}
+        steps = {**timers.result(counts["passed"], finished - started, cpu), "missing": missing}
     peak = _memory(baseline)
     if profile is not None:
         profile.stop()
@@ -130,14 +116,13 @@ def intake(spec: dict[str, Any]) -> dict[str, Any]:
     app.close()
     return {
         "seconds": finished - started,
-        "cpu_seconds": cpu,
+        "cpu_seconds": cpu + parse_cpu,
+        "parse_processes": app.parse_pool.processes,
+        "parse_process_cpu_seconds": parse_cpu,
+        "rss_parse_process_peak": children.ru_maxrss * 1024,
         "read_seconds": read_done - started,
         "drain_seconds": finished - read_done,
-        "passes": passes,
-        "opened": opened,
-        "added": added,
-        "duplicates": duplicates,
-        "failed": failed,
+        **counts,
         "cases": cases,
         "sent": sent,
         "drains": drains,
@@ -145,6 +130,59 @@ def intake(spec: dict[str, Any]) -> dict[str, Any]:
         "split": steps,
         **peak,
     }
+
+
+async def _read_and_drain(
+    app: Any, timers: split.Timers | None
+) -> tuple[dict[str, int], int, int, float]:
+    """As the daemon does it: the reading in a thread of its own, pass after pass until one
+    finds nothing new; the outbox drained in the event loop after each batch that committed,
+    beside the reading, and once more at the end. The counts, receipts sent, drains, and when
+    the reading ended."""
+    loop = asyncio.get_running_loop()
+    committed = asyncio.Event()
+
+    def on_commit() -> None:  # in the reading's thread
+        loop.call_soon_threadsafe(committed.set)
+
+    reading = asyncio.ensure_future(asyncio.to_thread(_read_all, app, on_commit))
+    sent = drains = 0
+    while True:
+        woken = asyncio.ensure_future(committed.wait())
+        await asyncio.wait({reading, woken}, return_when=asyncio.FIRST_COMPLETED)
+        woken.cancel()
+        committed.clear()
+        done = reading.done()
+        if timers is not None:
+            timers.enter("send")
+        try:
+            more_sent, more_drains = await _drain_all(app)
+        finally:
+            if timers is not None:
+                timers.leave()
+        sent, drains = sent + more_sent, drains + more_drains
+        if done:
+            counts, read_done = reading.result()
+            return counts, sent, drains, read_done
+
+
+def _read_all(app: Any, on_commit: Any) -> tuple[dict[str, int], float]:
+    counts = dict.fromkeys(("passes", "opened", "added", "duplicates", "failed", "passed"), 0)
+    while True:
+        report = app.read_mailbox(on_commit)
+        counts["passes"] += 1
+        counts["opened"] += report.opened
+        counts["added"] += report.added
+        counts["duplicates"] += report.duplicates
+        counts["failed"] += report.failed + report.quarantined
+        counts["passed"] += report.processed + report.failed + report.quarantined
+        if report.processed + report.failed + report.quarantined == 0:
+            break
+    app.close_mailbox()
+    # The parse processes are idle now; once they have exited their CPU time and peak memory
+    # are known (rusage of the children) and count in the cycle's.
+    app.parse_pool.close()
+    return counts, time.perf_counter()
 
 
 async def _drain_all(app: Any) -> tuple[int, int]:

@@ -32,6 +32,7 @@ from mailbot.deadlines.oncall import people_to_tell
 from mailbot.duplicates.wiring import similar_reports
 from mailbot.errors import LoginRefused, MailboxUnavailable, TemporaryError
 from mailbot.health import records as health
+from mailbot.intake.parse_pool import ParsePool, automatic_processes
 from mailbot.intake.pipeline import Intake
 from mailbot.intake.runner import MailboxRunner, PassReport
 from mailbot.mail.imap import ImapMailbox
@@ -80,6 +81,10 @@ class App:
         self._mailbox: ImapMailbox | None = None
         self.unwrapper = pgp.unwrapper(settings, self.clock)
         self.similar = similar_reports(settings, self.db)
+        # A backlog's batches are parsed ahead in other processes (started at the first one).
+        self.parse_pool = ParsePool(
+            automatic_processes() if settings.mailbox.parse_processes is None
+            else settings.mailbox.parse_processes, settings.policy.max_message_bytes)
         # Outbox rows the SMTP server accepted while the database could not record it.
         self._sent_unrecorded: set[int] = set()
 
@@ -163,7 +168,8 @@ class App:
         if self.similar is not None:  # after a start: before, not inside, intake's transaction
             self.similar.warm_up()
         runner = MailboxRunner(self.db, self._mailbox, self.intake, self._on_quarantine,
-                               batch_size=self.settings.mailbox.batch_size, on_commit=on_commit)
+                               batch_size=self.settings.mailbox.batch_size, on_commit=on_commit,
+                               parse_pool=self.parse_pool)
         try:
             report = runner.run_pass()
         except MailboxUnavailable:
@@ -211,6 +217,7 @@ class App:
 
     def close(self) -> None:
         self.close_mailbox()
+        self.parse_pool.close()
         self.leader.release()
         self.db.dispose()
 

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, time
 from email.utils import parseaddr
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -69,6 +70,9 @@ class MailboxSettings:
     # answered, no deadlines); True: it is answered as if it had just arrived.
     answer_existing: bool = False
     login_retry_seconds: int = 60  # first wait after a refused login; doubles up to 30 min
+    # Processes that parse a backlog's batches ahead of the daemon; None: one per core beyond the
+    # first (at most 4); 0: every message parsed in the daemon's process.
+    parse_processes: int | None = None
 
     @property
     def folders(self) -> tuple[str, ...]:
@@ -93,7 +97,7 @@ class SmtpSettings:
     verify_tls: bool = True
     login_retry_seconds: int = 60
 
-    @property
+    @cached_property  # read for every message and every receipt
     def from_addr_spec(self) -> str:
         """The bare address of ``from``, lower-cased: ``security@example.com``."""
         return parseaddr(self.from_address)[1].lower()
@@ -227,7 +231,7 @@ _KNOWN: dict[str, set[str]] = {
         "host", "port", "security", "username", "password", "password_env", "password_file",
         "folder", "sent_folder", "idle", "poll_seconds", "batch_size", "timeout_seconds",
         "verify_tls", "auth", "oauth2", "answer_existing",
-        "login_retry_seconds",
+        "login_retry_seconds", "parse_processes",
     },
     "smtp": {
         "host", "port", "security", "username", "password", "password_env", "password_file",
@@ -329,6 +333,8 @@ def _mailbox(r: Reader, data: Mapping[str, Any], *, with_secret: bool = True) ->
         verify_tls=r.boolean("mailbox.verify_tls", True),
         answer_existing=r.boolean("mailbox.answer_existing", False),
         login_retry_seconds=r.integer("mailbox.login_retry_seconds", 60, minimum=1),
+        parse_processes=None if r.raw("mailbox.parse_processes") is None
+        else r.integer("mailbox.parse_processes", 0, minimum=0),
     )
 
 

@@ -10,13 +10,13 @@ A value that does not open is reported with its row and left as it is; nothing i
 from __future__ import annotations
 
 import logging
-import zlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, Table, select, update
 
+from mailbot import rawbytes
 from mailbot.cases.models import Case, Event, InboundFailure, Message, Outbox, RawMessage
 from mailbot.crypto.aead import AesGcmSealer
 from mailbot.mail.parse import dedupe_key
@@ -86,7 +86,7 @@ def _reseal_table(db: Database, sealer: AesGcmSealer, spec: SealedColumns,
                         continue
                     values[column] = sealer.seal(plain, where)
                     if is_raw:
-                        _rekey_dedupe(conn, sealer, int(row[0]), zlib.decompress(plain))
+                        _rekey_dedupe(conn, sealer, int(row[0]), rawbytes.unpack(plain))
                 if values:
                     conn.execute(update(table).where(pk == row[0]).values(**values))
                     counts[table.name] += 1

@@ -44,6 +44,7 @@ from mailbot.intake.claims import extract_claim
 from mailbot.intake.classify import Classification, classify
 from mailbot.intake.correlate import Correlation, correlate
 from mailbot.intake.participants import not_a_participant, reaches_reporter
+from mailbot.intake.prepared import Prepared
 from mailbot.intake.unwrap import Unwrapper
 from mailbot.mail.compose import clean_address
 from mailbot.mail.message import Attachment, FetchedMessage, InboundMessage
@@ -78,19 +79,25 @@ class Intake:
     similar: SimilarReports | None = None
 
 
-def process(session: Session, fetched: FetchedMessage, intake: Intake) -> Outcome:
+def process(session: Session, fetched: FetchedMessage, intake: Intake,
+            prepared: Prepared | None = None) -> Outcome:
+    """``prepared``: what was worked out from the bytes ahead of time (a parse process); None,
+    and it is worked out here as it is needed."""
     # Stored keyed (when content is encrypted); during a key rotation under either key.
-    keys = intake.raw_store.index_keys(dedupe_key(fetched.raw))
+    keys = intake.raw_store.index_keys(
+        prepared.dedupe_key if prepared else dedupe_key(fetched.raw))
     key = keys[0]
     seen = _seen_before(session, keys)
     if seen is not None:
         log.debug("%s uid %d: seen before", fetched.folder, fetched.uid)
         _trust_sent_copy(session, seen, fetched, intake)
         return Outcome.DUPLICATE
-    raw_id = intake.raw_store.put(session, fetched.raw)
+    raw_id = intake.raw_store.put(session, fetched.raw,
+                                  packed=prepared.packed if prepared else None)
     opened = intake.unwrapper.unwrap(fetched.raw) if intake.unwrapper is not None else None
-    msg = parse_message(opened.raw if opened else fetched.raw,
-                        max_bytes=intake.settings.policy.max_message_bytes)
+    msg = prepared.message if prepared and not opened else \
+        parse_message(opened.raw if opened else fetched.raw,
+                      max_bytes=intake.settings.policy.max_message_bytes)
     facts = classify(msg, fetched.folder, intake.settings,
                      signature=opened.signature if opened else None)
     where = correlate(

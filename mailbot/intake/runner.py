@@ -25,7 +25,9 @@ from sqlalchemy.orm import Session
 from mailbot.cases.models import InboundFailure, MailboxCursor
 from mailbot.errors import DatabaseUnavailable
 from mailbot.intake import history
+from mailbot.intake.parse_pool import Ahead, ParsePool
 from mailbot.intake.pipeline import Intake, Outcome, process
+from mailbot.intake.prepared import Prepared
 from mailbot.mail.mailbox import Mailbox
 from mailbot.mail.message import FetchedMessage
 from mailbot.store import Database
@@ -61,7 +63,8 @@ class PassReport:
 class MailboxRunner:
     def __init__(self, db: Database, mailbox: Mailbox, intake: Intake,
                  on_quarantine: QuarantineAlert, batch_size: int = 100,
-                 on_commit: Callable[[], None] | None = None) -> None:
+                 on_commit: Callable[[], None] | None = None,
+                 parse_pool: ParsePool | None = None) -> None:
         self.db = db
         self.mailbox = mailbox
         self.intake = intake
@@ -70,6 +73,8 @@ class MailboxRunner:
         # Called after each batch that changed something has committed (the daemon starts the
         # outbox drain with it, so receipts go out while the rest of a backlog is read).
         self.on_commit = on_commit
+        # Parses large batches one ahead, in other processes (None: everything parsed here).
+        self.parse_pool = parse_pool or ParsePool(0, intake.settings.policy.max_message_bytes)
 
     def run_pass(self) -> PassReport:
         """Everything new in every watched folder, then the retries of earlier failures."""
@@ -109,35 +114,38 @@ class MailboxRunner:
             self._process_batch(folder, state.uidvalidity, None,
                                 history.mark(self.mailbox.fetch_uids(folder, retry_uids), past),
                                 report)
-        for batch in self.mailbox.fetch_new(folder, last_uid, self.batch_size):
+        batches = self.mailbox.fetch_new(folder, last_uid, self.batch_size)
+        for batch, prepared in self.parse_pool.ahead(batches):
             self._process_batch(folder, state.uidvalidity, max(m.uid for m in batch),
-                                history.mark(batch, past), report)
+                                history.mark(batch, past), report, prepared)
 
     def _process_batch(
         self, folder: str, uidvalidity: int, advance_to: int | None,
-        batch: Iterable[FetchedMessage], report: PassReport,
+        batch: Iterable[FetchedMessage], report: PassReport, prepared: Ahead | None = None,
     ) -> None:
         """One transaction: the batch whole, else each message in a savepoint; then the cursor.
 
         Retries of earlier failures (``advance_to`` None) go one by one straight away: they are
-        the messages that raised before."""
+        the messages that raised before. ``prepared``: what the parse pool worked out for each
+        message of the batch, in its order."""
         batch = list(batch)
+        ahead: Ahead = prepared if prepared is not None else [None] * len(batch)
         before = report.opened + report.added + report.quarantined
         if not (advance_to is not None and len(batch) > 1 and
-                self._process_together(folder, uidvalidity, advance_to, batch, report)):
-            self._process_each(folder, uidvalidity, advance_to, batch, report)
+                self._process_together(folder, uidvalidity, advance_to, batch, ahead, report)):
+            self._process_each(folder, uidvalidity, advance_to, batch, ahead, report)
         changed = report.opened + report.added + report.quarantined > before
         if changed and self.on_commit is not None:
             self.on_commit()
 
     def _process_each(
         self, folder: str, uidvalidity: int, advance_to: int | None,
-        batch: list[FetchedMessage], report: PassReport,
+        batch: list[FetchedMessage], ahead: Ahead, report: PassReport,
     ) -> None:
         """One transaction: each message in a savepoint, then the cursor."""
         with self.db.session() as session:
-            for fetched in batch:
-                outcome = process_alone(session, fetched, self.intake)
+            for fetched, prepared in zip(batch, ahead, strict=True):
+                outcome = process_alone(session, fetched, self.intake, prepared)
                 if isinstance(outcome, Exception):
                     self._failed(session, fetched, outcome, report)
                 else:
@@ -149,15 +157,15 @@ class MailboxRunner:
 
     def _process_together(
         self, folder: str, uidvalidity: int, advance_to: int, batch: list[FetchedMessage],
-        report: PassReport,
+        ahead: Ahead, report: PassReport,
     ) -> bool:
         """The batch in one go, no savepoint per message: True when it committed; False when
         something raised and the transaction was rolled back (nothing of it stays)."""
         outcomes: list[Outcome] = []
         try:
             with self.db.session() as session:
-                for fetched in batch:
-                    outcomes.append(process(session, fetched, self.intake))
+                for fetched, prepared in zip(batch, ahead, strict=True):
+                    outcomes.append(process(session, fetched, self.intake, prepared))
                 _advance(session, folder, uidvalidity, advance_to, self.intake.clock.now())
         except DatabaseUnavailable:
             raise
@@ -212,14 +220,14 @@ class MailboxRunner:
 
 
 def process_alone(
-    session: Session, fetched: FetchedMessage, intake: Intake
+    session: Session, fetched: FetchedMessage, intake: Intake, prepared: Prepared | None = None,
 ) -> Outcome | Exception:
     """``process`` in a savepoint of its own: a message that raises rolls back alone and its
     exception is returned, so that one bad message never stops the rest. Losing the database
     connection is no message's fault and stops the batch."""
     try:
         with session.begin_nested():
-            return process(session, fetched, intake)
+            return process(session, fetched, intake, prepared)
     except DBAPIError as exc:
         if exc.connection_invalidated:
             raise DatabaseUnavailable(f"database connection lost: {exc.orig}") from exc

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import sys
 import unicodedata
 from datetime import UTC, datetime, timedelta, timezone
 from email.message import EmailMessage
@@ -13,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mailbot.mail.compose import (
+    DROPPED,
     MAX_REFERENCES,
     clean_address,
     clean_header,
@@ -496,3 +498,13 @@ def test_clean_header_is_one_stable_line_that_the_email_package_keeps_as_is(
 @given(message_id=nasty_text | st.text(), key=st.binary(max_size=40))
 def test_verify_message_id_never_raises(message_id: str, key: bytes) -> None:
     assert verify_message_id(message_id, key) in (None, *[p for p in message_id.split(".")])
+
+
+def test_dropped_characters_are_exactly_controls_surrogates_separators_and_bidi() -> None:
+    """The one character class header cleaning uses holds every character of the categories it
+    names and nothing else, over all of Unicode."""
+    bidi = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+    for point in range(sys.maxunicode + 1):
+        ch = chr(point)
+        expected = ch in bidi or unicodedata.category(ch) in {"Cc", "Cs", "Zl", "Zp"}
+        assert bool(DROPPED.match(ch)) is expected, hex(point)

@@ -1,0 +1,126 @@
+"""Parsing a backlog on the machine's other cores, one batch ahead of the daemon.
+
+Parsing is most of what a message costs, and it needs nothing but the message's bytes
+(``mailbot.intake.prepared``). On a backlog (a first start on a full mailbox, a day of outage
+caught up) the daemon fetches batch *n + 1* and hands it to parse processes before it applies
+batch *n*, so that its own process does only what needs the database while the next batch is
+parsed elsewhere.
+
+Nothing depends on it: a small batch (a message or two, as mail arrives one at a time) is
+parsed in the daemon's process as before, which is quicker than a trip to another process; and
+a message whose preparation failed there, or a batch whose parse processes died, is prepared in
+the daemon's process when it is applied, exactly as without the pool. The processes are started
+("spawn", so none inherits the daemon's threads or connections) at the first large batch and
+live until the daemon stops.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+
+from mailbot.intake.prepared import Prepared, prepare
+from mailbot.mail.message import FetchedMessage
+
+log = logging.getLogger("mailbot.intake")
+
+# Fewer messages than this in a batch: parsed in the daemon's process (mail arriving as it comes).
+MIN_BATCH = 8
+MAX_PROCESSES = 4
+
+
+def automatic_processes() -> int:
+    """One parse process per core beyond the daemon's own, at most MAX_PROCESSES; none on one
+    core."""
+    return max(0, min(MAX_PROCESSES, (os.cpu_count() or 1) - 1))
+
+
+Ahead = list[Prepared | None]
+
+
+class ParsePool:
+    def __init__(self, processes: int, max_bytes: int) -> None:
+        self.processes = processes
+        self.max_bytes = max_bytes
+        self._executor: ProcessPoolExecutor | None = None
+
+    def ahead(
+        self, batches: Iterable[list[FetchedMessage]]
+    ) -> Iterator[tuple[list[FetchedMessage], Ahead]]:
+        """Each batch with what was prepared for it (None: to be prepared when applied). The
+        next batch is fetched and handed to the parse processes before this one is yielded."""
+        waiting: tuple[list[FetchedMessage], list[Future[Ahead]]] | None = None
+        for batch in batches:
+            handed = (batch, self._hand_over(batch))
+            if waiting is not None:
+                yield waiting[0], self._collect(*waiting)
+            waiting = handed
+        if waiting is not None:
+            yield waiting[0], self._collect(*waiting)
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+    def _hand_over(self, batch: list[FetchedMessage]) -> list[Future[Ahead]]:
+        if self.processes < 1 or len(batch) < MIN_BATCH:
+            return []
+        try:
+            executor = self._started()
+            # A few pieces per process, so that one slow message does not hold up the rest.
+            pieces = self.processes * 2
+            size = -(-len(batch) // pieces)
+            return [executor.submit(prepare_all, [m.raw for m in batch[i:i + size]],
+                                    self.max_bytes)
+                    for i in range(0, len(batch), size)]
+        except Exception as exc:  # could not start or reach them: the daemon parses alone
+            self._lost(exc)
+            return []
+
+    def _collect(self, batch: list[FetchedMessage], futures: list[Future[Ahead]]) -> Ahead:
+        if not futures:
+            return [None] * len(batch)
+        try:
+            prepared = [p for future in futures for p in future.result()]
+        except Exception as exc:  # a process died (memory, a signal): its batch parses here
+            self._lost(exc)
+            return [None] * len(batch)
+        return prepared
+
+    def _started(self) -> ProcessPoolExecutor:
+        if self._executor is None:
+            self._executor = ProcessPoolExecutor(
+                self.processes, mp_context=multiprocessing.get_context("spawn"),
+                initializer=_quiet_logging)
+            log.info("parsing large batches in %d process(es)", self.processes)
+        return self._executor
+
+    def _lost(self, exc: BaseException) -> None:
+        log.warning("parse processes failed (%s); the batch is parsed in the daemon's process",
+                    type(exc).__name__)
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+
+
+def prepare_all(raws: list[bytes], max_bytes: int) -> Ahead:
+    """In a parse process: each message prepared, or None where that raised (the daemon then
+    prepares it itself, and records the failure as it would have)."""
+    results: Ahead = []
+    for raw in raws:
+        try:
+            results.append(prepare(raw, max_bytes))
+        except Exception:
+            results.append(None)
+    return results
+
+
+def _quiet_logging() -> None:
+    # Parsing logs only its own trouble (a part it could not read), and the daemon records that
+    # with the message anyway (its defects); warnings reach standard error, named as ours.
+    logging.basicConfig(level=logging.WARNING,
+                        format="%(levelname)s %(name)s (parse process): %(message)s")
