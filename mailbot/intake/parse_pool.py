@@ -19,6 +19,8 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 
@@ -50,14 +52,19 @@ class ParsePool:
     def ahead(
         self, batches: Iterable[list[FetchedMessage]]
     ) -> Iterator[tuple[list[FetchedMessage], Ahead]]:
-        """Each batch with what was prepared for it (None: to be prepared when applied). The
-        next batch is fetched and handed to the parse processes before this one is yielded."""
+        """Each batch with what was prepared for it (None: to be prepared when applied). A batch
+        handed to the parse processes is yielded only once the next batch is fetched and handed
+        over too; a small batch is yielded as it comes (nothing is fetched ahead for it)."""
         waiting: tuple[list[FetchedMessage], list[Future[Ahead]]] | None = None
         for batch in batches:
-            handed = (batch, self._hand_over(batch))
+            handed = self._hand_over(batch)
             if waiting is not None:
                 yield waiting[0], self._collect(*waiting)
-            waiting = handed
+                waiting = None
+            if handed:
+                waiting = (batch, handed)
+            else:
+                yield batch, [None] * len(batch)
         if waiting is not None:
             yield waiting[0], self._collect(*waiting)
 
@@ -69,17 +76,16 @@ class ParsePool:
     def _hand_over(self, batch: list[FetchedMessage]) -> list[Future[Ahead]]:
         if self.processes < 1 or len(batch) < MIN_BATCH:
             return []
-        try:
-            executor = self._started()
-            # A few pieces per process, so that one slow message does not hold up the rest.
-            pieces = self.processes * 2
-            size = -(-len(batch) // pieces)
-            return [executor.submit(prepare_all, [m.raw for m in batch[i:i + size]],
-                                    self.max_bytes)
-                    for i in range(0, len(batch), size)]
-        except Exception as exc:  # could not start or reach them: the daemon parses alone
-            self._lost(exc)
-            return []
+        # A few pieces per process, so that one slow message does not hold up the rest.
+        size = -(-len(batch) // (self.processes * 2))
+        pieces = [[m.raw for m in batch[i:i + size]] for i in range(0, len(batch), size)]
+        for _ in range(2):  # processes found dead are started afresh, once
+            try:
+                executor = self._started()
+                return [executor.submit(prepare_all, raws, self.max_bytes) for raws in pieces]
+            except Exception as exc:  # could not start or reach them
+                self._lost(exc)
+        return []  # the daemon parses alone
 
     def _collect(self, batch: list[FetchedMessage], futures: list[Future[Ahead]]) -> Ahead:
         if not futures:
@@ -95,7 +101,7 @@ class ParsePool:
         if self._executor is None:
             self._executor = ProcessPoolExecutor(
                 self.processes, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_quiet_logging)
+                initializer=_start_parse_process, initargs=(os.getpid(),))
             log.info("parsing large batches in %d process(es)", self.processes)
         return self._executor
 
@@ -119,8 +125,19 @@ def prepare_all(raws: list[bytes], max_bytes: int) -> Ahead:
     return results
 
 
-def _quiet_logging() -> None:
+def _start_parse_process(daemon_pid: int) -> None:
+    """In each parse process as it starts."""
     # Parsing logs only its own trouble (a part it could not read), and the daemon records that
     # with the message anyway (its defects); warnings reach standard error, named as ours.
     logging.basicConfig(level=logging.WARNING,
                         format="%(levelname)s %(name)s (parse process): %(message)s")
+    # A daemon that is killed outright (kill -9, the OOM killer) cannot stop its parse
+    # processes, and they would wait for work forever: each ends itself once it is orphaned.
+    threading.Thread(target=_end_with, args=(daemon_pid,), name="parent-watch",
+                     daemon=True).start()
+
+
+def _end_with(daemon_pid: int) -> None:
+    while os.getppid() == daemon_pid:
+        time.sleep(1)
+    os._exit(0)

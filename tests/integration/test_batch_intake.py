@@ -21,6 +21,7 @@ from mailbot.cases.models import Case, InboundFailure, MailboxCursor, Message, O
 from mailbot.intake import pipeline, runner
 from mailbot.intake.classify import classify as real_classify
 from mailbot.intake.pipeline import Intake, Outcome
+from mailbot.intake.prepared import Prepared
 from mailbot.mail.message import FetchedMessage
 from tests import factories, mailflow
 from tests.servers.dovecot import ImapAccount
@@ -68,9 +69,10 @@ def calls_of_process(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     calls: list[int] = []
     real = pipeline.process
 
-    def process(session: Session, fetched: FetchedMessage, intake: Intake) -> Outcome:
+    def process(session: Session, fetched: FetchedMessage, intake: Intake,
+                prepared: Prepared | None = None) -> Outcome:
         calls.append(fetched.uid)
-        return real(session, fetched, intake)
+        return real(session, fetched, intake, prepared)
 
     monkeypatch.setattr(runner, "process", process)
     return calls

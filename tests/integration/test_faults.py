@@ -35,6 +35,7 @@ from mailbot.daemon import Daemon
 from mailbot.errors import DatabaseUnavailable, MailboxUnavailable
 from mailbot.intake import pipeline, runner
 from mailbot.intake.pipeline import Intake, Outcome
+from mailbot.intake.prepared import Prepared
 from mailbot.mail.message import FetchedMessage
 from tests import daemons, factories
 from tests.daemons import DaemonProcess, Progress, Tally
@@ -215,11 +216,12 @@ def fault_at(monkeypatch: pytest.MonkeyPatch, nth: int, fault: Callable[[], obje
     calls: list[int] = []
     real = pipeline.process
 
-    def process(session: Session, fetched: FetchedMessage, intake: Intake) -> Outcome:
+    def process(session: Session, fetched: FetchedMessage, intake: Intake,
+                prepared: Prepared | None = None) -> Outcome:
         calls.append(fetched.uid)
         if len(calls) == nth:
             fault()
-        return real(session, fetched, intake)
+        return real(session, fetched, intake, prepared)
 
     monkeypatch.setattr(runner, "process", process)
     return calls

@@ -170,3 +170,12 @@ def test_the_settings_remember_which_key_holds_each_password(tmp_path: Path) -> 
         with_values(mailbox={"password_env": None, "password_file": "pw"}),
         environ={}, base_dir=tmp_path)
     assert from_file.mailbox.password_key == "mailbox.password_file"
+
+
+def test_parse_processes_are_automatic_unless_told_and_never_negative() -> None:
+    assert settings_from_mapping(MINIMAL, environ=ENV).mailbox.parse_processes is None
+    for count in (0, 3):
+        data = with_values(mailbox={"parse_processes": count})
+        assert settings_from_mapping(data, environ=ENV).mailbox.parse_processes == count
+    assert error_for(with_values(mailbox={"parse_processes": -1})).key \
+        == "mailbox.parse_processes"
