@@ -93,11 +93,11 @@ def intake(spec: dict[str, Any]) -> dict[str, Any]:
     _ = app.writer  # the token key and the template environment, as a running daemon has them
     timers = split.Timers() if spec.get("split") else None
     missing = split.install(timers) if timers is not None else []
-    profile = _profiler(spec.get("profile"))
     memory.reset_peak()
     baseline = memory.rss()
     started, cpu = time.perf_counter(), _cpu()
-    counts, sent, drains, read_done = asyncio.run(_read_and_drain(app, timers))
+    counts, sent, drains, read_done = asyncio.run(
+        _read_and_drain(app, timers, spec.get("profile")))
     finished, cpu = time.perf_counter(), _cpu() - cpu
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     parse_cpu = children.ru_utime + children.ru_stime
@@ -105,8 +105,6 @@ def intake(spec: dict[str, Any]) -> dict[str, Any]:
     if timers is not None:
         steps = {**timers.result(counts["passed"], finished - started, cpu), "missing": missing}
     peak = _memory(baseline)
-    if profile is not None:
-        profile.stop()
     with app.db.session() as session:
         cases = session.scalar(select(func.count()).select_from(Case)) or 0
         queued = (
@@ -133,19 +131,19 @@ def intake(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _read_and_drain(
-    app: Any, timers: split.Timers | None
+    app: Any, timers: split.Timers | None, profile: str | None
 ) -> tuple[dict[str, int], int, int, float]:
     """As the daemon does it: the reading in a thread of its own, pass after pass until one
     finds nothing new; the outbox drained in the event loop after each batch that committed,
     beside the reading, and once more at the end. The counts, receipts sent, drains, and when
-    the reading ended."""
+    the reading ended. ``profile``: a profile of the reading's thread is written there."""
     loop = asyncio.get_running_loop()
     committed = asyncio.Event()
 
     def on_commit() -> None:  # in the reading's thread
         loop.call_soon_threadsafe(committed.set)
 
-    reading = asyncio.ensure_future(asyncio.to_thread(_read_all, app, on_commit))
+    reading = asyncio.ensure_future(asyncio.to_thread(_read_all, app, on_commit, profile))
     sent = drains = 0
     while True:
         woken = asyncio.ensure_future(committed.wait())
@@ -166,7 +164,8 @@ async def _read_and_drain(
             return counts, sent, drains, read_done
 
 
-def _read_all(app: Any, on_commit: Any) -> tuple[dict[str, int], float]:
+def _read_all(app: Any, on_commit: Any, profile: str | None) -> tuple[dict[str, int], float]:
+    profiler = _profiler(profile)  # in this thread: a profiler sees the thread it started in
     counts = dict.fromkeys(("passes", "opened", "added", "duplicates", "failed", "passed"), 0)
     while True:
         report = app.read_mailbox(on_commit)
@@ -182,7 +181,10 @@ def _read_all(app: Any, on_commit: Any) -> tuple[dict[str, int], float]:
     # The parse processes are idle now; once they have exited their CPU time and peak memory
     # are known (rusage of the children) and count in the cycle's.
     app.parse_pool.close()
-    return counts, time.perf_counter()
+    done = time.perf_counter()
+    if profiler is not None:
+        profiler.stop()
+    return counts, done
 
 
 async def _drain_all(app: Any) -> tuple[int, int]:

@@ -84,7 +84,8 @@ class App:
         # A backlog's batches are parsed ahead in other processes (started at the first one).
         self.parse_pool = ParsePool(
             automatic_processes() if settings.mailbox.parse_processes is None
-            else settings.mailbox.parse_processes, settings.policy.max_message_bytes)
+            else settings.mailbox.parse_processes, settings.policy.max_message_bytes,
+            self.similar)
         # Outbox rows the SMTP server accepted while the database could not record it.
         self._sent_unrecorded: set[int] = set()
 

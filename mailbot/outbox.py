@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from mailbot.cases.models import Message, Outbox
@@ -50,7 +50,7 @@ def enqueue(session: Session, mail: OutgoingMail, now: datetime) -> Outbox | Non
     if any(o.message_id == mail.message_id for o in _pending_outbox(session)):
         return None
     with session.no_autoflush:  # what is unflushed is checked above; a flush here costs
-        exists = session.scalar(select(Outbox.id).where(Outbox.message_id == mail.message_id))
+        exists = session.scalar(_QUEUED_ID, {"message_id": mail.message_id})
     if exists is not None:
         return None
     row = Outbox(
@@ -83,6 +83,13 @@ def enqueue(session: Session, mail: OutgoingMail, now: datetime) -> Outbox | Non
     return row
 
 
+# Built once (run for every receipt): a statement built per call costs more than running it.
+_QUEUED_ID = select(Outbox.id).where(Outbox.message_id == bindparam("message_id"))
+_RECEIPTS = select(func.count(Outbox.id)).where(
+    Outbox.kind == "receipt", Outbox.created_at > bindparam("since"))
+_RECEIPTS_TO = _RECEIPTS.where(Outbox.first_recipient == bindparam("key"))
+
+
 def _pending_outbox(session: Session) -> list[Outbox]:
     """Outbox rows added in this session and not flushed yet (intake writes a batch at once)."""
     return [o for o in session.new if isinstance(o, Outbox)]
@@ -95,11 +102,7 @@ def receipts_sent_recently(session: Session, recipient: str, now: datetime) -> i
     pending = sum(1 for o in _pending_outbox(session)
                   if o.kind == "receipt" and o.first_recipient == key and o.created_at > since)
     with session.no_autoflush:  # a flush would count the pending rows a second time
-        stored = session.scalar(select(func.count(Outbox.id)).where(
-            Outbox.kind == "receipt",
-            Outbox.first_recipient == key,
-            Outbox.created_at > since,
-        ))
+        stored = session.scalar(_RECEIPTS_TO, {"key": key, "since": since})
     return pending + (stored or 0)
 
 
@@ -110,9 +113,7 @@ def receipts_sent_within(session: Session, span: timedelta, now: datetime) -> in
     pending = sum(1 for o in _pending_outbox(session)
                   if o.kind == "receipt" and o.created_at > since)
     with session.no_autoflush:  # a flush would count the pending rows a second time
-        stored = session.scalar(select(func.count(Outbox.id)).where(
-            Outbox.kind == "receipt", Outbox.created_at > since,
-        ))
+        stored = session.scalar(_RECEIPTS, {"since": since})
     return pending + (stored or 0)
 
 

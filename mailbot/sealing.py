@@ -24,7 +24,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, Generic, Protocol, TypeVar, overload
 
-from sqlalchemy import Connection, Table, event, func, select, text
+from sqlalchemy import Connection, Select, Table, event, func, select, text
 from sqlalchemy.orm import InstanceState, Session
 
 from mailbot.errors import PermanentError
@@ -252,8 +252,14 @@ def allocate_ids(conn: Connection, table: Table, n: int) -> list[int]:
             text("SELECT nextval(pg_get_serial_sequence(:t, 'id')) FROM generate_series(1, :n)"),
             {"t": table.name, "n": n})
         return [int(r[0]) for r in rows]
-    top = int(conn.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one())
+    top_of = _TOP_ID.get(table.name)
+    if top_of is None:
+        top_of = _TOP_ID[table.name] = select(func.coalesce(func.max(table.c.id), 0))
+    top = int(conn.execute(top_of).scalar_one())
     return list(range(top + 1, top + n + 1))
+
+
+_TOP_ID: dict[str, Select[Any]] = {}  # per table, built once
 
 
 def bind_session_events(session_factory: Any) -> None:

@@ -12,6 +12,7 @@ merged: the team confirms with ``/duplicate``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -35,19 +36,26 @@ class Candidate:
 class SimilarReports(Protocol):
     """Finds open report cases like a new one, and remembers the new one."""
 
-    def similar(self, session: Session, case_id: str, subject: str, body: str
-                ) -> list[Candidate]:
+    @property
+    def signer(self) -> Callable[[str, str], object]:
+        """What ``similar`` works out from a report's subject and body alone, as a function of
+        a module (picklable): intake's parse processes work it out ahead of time."""
+        ...
+
+    def similar(self, session: Session, case_id: str, subject: str, body: str,
+                signed: tuple[object] | None = None) -> list[Candidate]:
         """Candidates for the new report case ``case_id``, best first (none: an empty list).
-        Runs in intake's transaction, which ``session`` is; must not raise on any text."""
+        Runs in intake's transaction, which ``session`` is; must not raise on any text.
+        ``signed``: ``(signer(subject, body),)`` when worked out ahead."""
         ...
 
 
 def note_possible_duplicates(
     session: Session, case: Case, subject: str, body: str, finder: SimilarReports,
-    at: datetime,
+    at: datetime, signed: tuple[object] | None = None,
 ) -> list[Candidate]:
     """Flag ``case`` and record an event for each open case its report is like."""
-    found = finder.similar(session, case.id, subject, body)
+    found = finder.similar(session, case.id, subject, body, signed)
     if found:
         service.add_flags(case, POSSIBLE_DUPLICATE)
     for candidate in found:

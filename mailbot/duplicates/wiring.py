@@ -18,9 +18,10 @@ from __future__ import annotations
 import gc
 import logging
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from mailbot.cases.models import Case
@@ -46,8 +47,16 @@ class IndexedReports:
         self._index: SignatureIndex | None = None
         self._lock = threading.Lock()
 
-    def similar(self, session: Session, case_id: str, subject: str, body: str
-                ) -> list[Candidate]:
+    @property
+    def signer(self) -> Callable[[str, str], object]:
+        from mailbot.duplicates.signature import signature
+
+        return signature
+
+    def similar(self, session: Session, case_id: str, subject: str, body: str,
+                signed: tuple[object] | None = None) -> list[Candidate]:
+        from datasketch import MinHash
+
         from mailbot.duplicates.finder import MAX_CANDIDATES, most_similar
         from mailbot.duplicates.signature import signature
 
@@ -56,11 +65,14 @@ class IndexedReports:
             # Held under this id already: a report of a transaction rolled back since (intake
             # retries a batch message by message), never this report's own duplicate.
             index.remove(case_id)
-            try:
-                mine = signature(subject, body)
-            except Exception:  # a text the normaliser chokes on is no report's duplicate
-                log.exception("%s: no signature could be made of the report", case_id)
-                return []
+            if signed is not None and (signed[0] is None or isinstance(signed[0], MinHash)):
+                mine = signed[0]  # worked out ahead, in a parse process
+            else:
+                try:
+                    mine = signature(subject, body)
+                except Exception:  # a text the normaliser chokes on is no report's duplicate
+                    log.exception("%s: no signature could be made of the report", case_id)
+                    return []
             if mine is None:
                 return []
             ranked = most_similar(index, mine, self.threshold, limit=MAX_CANDIDATES * 2)
@@ -113,6 +125,10 @@ class IndexedReports:
         return self._index
 
 
+_OPEN_REPORTS = select(Case.id).where(Case.id.in_(bindparam("ids", expanding=True)),
+                                     Case.status.in_(OPEN_STATUSES), Case.duplicate_of.is_(None))
+
+
 def open_report_cases(session: Session, case_ids: list[str]) -> set[str]:
     """Those of ``case_ids`` whose case is (still) open and no duplicate, in one query.
 
@@ -122,8 +138,7 @@ def open_report_cases(session: Session, case_ids: list[str]) -> set[str]:
     if not case_ids:
         return set()
     with session.no_autoflush:
-        found = set(session.scalars(select(Case.id).where(
-            Case.id.in_(case_ids), Case.status.in_(OPEN_STATUSES), Case.duplicate_of.is_(None))))
+        found = set(session.scalars(_OPEN_REPORTS, {"ids": case_ids}))
     wanted = set(case_ids)
     for held in (*session.new, *session.dirty):
         if isinstance(held, Case) and held.id in wanted:

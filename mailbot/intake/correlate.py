@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from mailbot.cases.models import Case, Message
@@ -57,6 +57,12 @@ def correlate(
     return Correlation(None, "no thread reference and no case tag")
 
 
+# Built once: a statement built per message costs more than running it.
+_HOLDERS = (select(Message.message_id, Message.case_id)
+            .where(Message.message_id.in_(bindparam("ids", expanding=True)))
+            .order_by(Message.id))
+
+
 def _by_thread_ids(session: Session, msg: InboundMessage, token_key: bytes) -> Correlation | None:
     # In-Reply-To first (the message answered), then References from the newest back.
     ordered: list[str] = []
@@ -66,11 +72,7 @@ def _by_thread_ids(session: Session, msg: InboundMessage, token_key: bytes) -> C
     ordered = ordered[:MAX_IDS]
     if not ordered:
         return None
-    rows = session.execute(
-        select(Message.message_id, Message.case_id)
-        .where(Message.message_id.in_(ordered))
-        .order_by(Message.id)
-    ).all()
+    rows = session.execute(_HOLDERS, {"ids": ordered}).all()
     # A Message-ID someone else reused later must not capture the thread of its first holder.
     known: dict[str, str] = {}
     for mid, holder in rows:

@@ -23,9 +23,13 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from typing import TYPE_CHECKING
 
-from mailbot.intake.prepared import Prepared, prepare
+from mailbot.intake.prepared import Prepared, Signer, prepare
 from mailbot.mail.message import FetchedMessage
+
+if TYPE_CHECKING:  # not loaded by the parse processes, which need none of the database layer
+    from mailbot.similar import SimilarReports
 
 log = logging.getLogger("mailbot.intake")
 
@@ -44,9 +48,13 @@ Ahead = list[Prepared | None]
 
 
 class ParsePool:
-    def __init__(self, processes: int, max_bytes: int) -> None:
+    def __init__(self, processes: int, max_bytes: int,
+                 similar: SimilarReports | None = None) -> None:
         self.processes = processes
         self.max_bytes = max_bytes
+        # Each report's signature for the duplicate check is worked out there too (asked for
+        # at the first large batch: it loads what the check needs).
+        self.similar = similar
         self._executor: ProcessPoolExecutor | None = None
 
     def ahead(
@@ -82,7 +90,9 @@ class ParsePool:
         for _ in range(2):  # processes found dead are started afresh, once
             try:
                 executor = self._started()
-                return [executor.submit(prepare_all, raws, self.max_bytes) for raws in pieces]
+                signer = self.similar.signer if self.similar is not None else None
+                return [executor.submit(prepare_all, raws, self.max_bytes, signer)
+                        for raws in pieces]
             except Exception as exc:  # could not start or reach them
                 self._lost(exc)
         return []  # the daemon parses alone
@@ -113,13 +123,13 @@ class ParsePool:
             executor.shutdown(wait=False, cancel_futures=True)
 
 
-def prepare_all(raws: list[bytes], max_bytes: int) -> Ahead:
+def prepare_all(raws: list[bytes], max_bytes: int, signer: Signer | None = None) -> Ahead:
     """In a parse process: each message prepared, or None where that raised (the daemon then
     prepares it itself, and records the failure as it would have)."""
     results: Ahead = []
     for raw in raws:
         try:
-            results.append(prepare(raw, max_bytes))
+            results.append(prepare(raw, max_bytes, signer))
         except Exception:
             results.append(None)
     return results

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from mailbot.cases import service, vocabulary
@@ -129,7 +129,8 @@ def process(session: Session, fetched: FetchedMessage, intake: Intake,
     # A case with an acknowledgement due is a report: not history, automatic, own or team mail.
     if outcome is Outcome.OPENED and case.ack_due is not None and intake.similar is not None:
         note_possible_duplicates(session, case, msg.subject, msg.text_body, intake.similar,
-                                 fetched.internal_date)
+                                 fetched.internal_date,
+                                 signed=prepared.signed if prepared and not opened else None)
     if outcome is Outcome.OPENED:
         _send_receipt(session, case, msg, fetched, facts, key, intake,
                       report_encrypted=opened is not None and sealed.ENCRYPTED in opened.flags)
@@ -146,7 +147,13 @@ def _seen_before(session: Session, keys: list[str]) -> Message | None:
         if isinstance(obj, Message) and obj.dedupe_key in keys:
             return obj
     with session.no_autoflush:
-        return session.scalars(select(Message).where(Message.dedupe_key.in_(keys))).first()
+        found = session.scalar(_SEEN, {"keys": keys})
+        return session.get(Message, found) if found is not None else None
+
+
+# Built once: a statement built per message costs more than running it.
+_SEEN = select(Message.id).where(Message.dedupe_key.in_(bindparam("keys", expanding=True))) \
+    .limit(1)
 
 
 def _open_case(

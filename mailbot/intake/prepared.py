@@ -8,11 +8,16 @@ result is the same value.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from mailbot import rawbytes
 from mailbot.mail.message import InboundMessage
 from mailbot.mail.parse import dedupe_key, parse_message
+
+# What the duplicate check compares of a report (``SimilarReports.signer``), worked out from its
+# subject and body text.
+Signer = Callable[[str, str], object]
 
 
 @dataclass(frozen=True)
@@ -20,7 +25,15 @@ class Prepared:
     dedupe_key: str  # of the raw bytes (``mailbot.mail.dedupe``), before any keying
     message: InboundMessage  # the raw bytes parsed, as they arrived (not decrypted)
     packed: bytes  # the raw bytes as ``mailbot.rawbytes`` packs them for storage
+    signed: tuple[object] | None = None  # (the signer's answer,), when there was a signer
 
 
-def prepare(raw: bytes, max_bytes: int) -> Prepared:
-    return Prepared(dedupe_key(raw), parse_message(raw, max_bytes=max_bytes), rawbytes.pack(raw))
+def prepare(raw: bytes, max_bytes: int, signer: Signer | None = None) -> Prepared:
+    message = parse_message(raw, max_bytes=max_bytes)
+    signed = None
+    if signer is not None:
+        try:
+            signed = (signer(message.subject, message.text_body),)
+        except Exception:  # left to the duplicate check, which says why
+            signed = None
+    return Prepared(dedupe_key(raw), message, rawbytes.pack(raw), signed)

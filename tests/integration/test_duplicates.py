@@ -25,6 +25,8 @@ from sqlalchemy import select
 from mailbot.cases.models import Case, Outbox
 from mailbot.clock import FixedClock
 from mailbot.deadlines.watch import digest_due
+from mailbot.duplicates.wiring import IndexedReports
+from mailbot.intake.parse_pool import MIN_BATCH
 from tests import factories
 from tests.integration.test_commands import cli  # noqa: F401  (a fixture)
 from tests.integration.test_history import next_weekday_noon
@@ -156,6 +158,41 @@ def test_a_duplicate_within_one_batch_is_flagged_against_the_case_not_yet_writte
     first, second = (c.id for c in flow.cases())
     [detail] = flagged_as(flow, second)
     assert detail["case"] == first
+
+
+def test_a_backlog_parsed_in_a_parse_process_is_compared_by_signatures_made_there(
+    tmp_path: Path, imap_account: ImapAccount, smtp_sink: SmtpSink,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A large batch is parsed one batch ahead in a parse process, and each report's signature
+    is made there too: the daemon compares what it was handed, and still finds the duplicate."""
+    settings = factories.settings(
+        tmp_path, imap_account.mailbox_settings(parse_processes=1), smtp_sink.smtp_settings())
+    flow = Mailflow(factories.app(settings), imap_account, smtp_sink)
+    handed: list[tuple[object] | None] = []
+    real = IndexedReports.similar
+
+    def similar(self: IndexedReports, session: Any, case_id: str, subject: str, body: str,
+                signed: tuple[object] | None = None) -> Any:
+        handed.append(signed)
+        return real(self, session, case_id, subject, body, signed)
+
+    monkeypatch.setattr(IndexedReports, "similar", similar)
+    try:
+        flow.report(sender="Rita Reporter <rita@reporter.example>", subject=FIRST[0],
+                    body=FIRST[1])
+        for i in range(MIN_BATCH - 2):  # other reports, so that the batch goes to the process
+            flow.report(sender=f"Reporter {i} <r{i}@reporter.example>",
+                        subject=f"{i} {UNRELATED[0]}", body=f"Variant {i}. {UNRELATED[1]}")
+        flow.report(sender=OTHER_REPORTER, subject=SAME_AGAIN[0], body=SAME_AGAIN[1])
+        flow.run()
+        cases = flow.cases()
+        first = next(c for c in cases if c.reporter == "rita@reporter.example")
+        second = next(c for c in cases if c.reporter == "bob@pentest.example")
+        assert [d["case"] for d in flagged_as(flow, second.id)] == [first.id]
+        assert len(handed) == MIN_BATCH and all(s is not None for s in handed)
+    finally:
+        flow.app.close()
 
 
 def test_an_unrelated_report_is_not_flagged(flow: Mailflow) -> None:
