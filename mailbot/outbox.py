@@ -255,13 +255,17 @@ def _count_queued(db: Database) -> int:
 def _claim_next(
     session: Session, now: datetime, ignore_backoff: bool, after: int
 ) -> Outbox | None:
-    # "id > the last one claimed" rather than "id NOT IN (every one tried)": that list grew with
-    # each row, so each claim was a new statement to compile, and a drain was quadratic.
-    stmt = select(Outbox).where(Outbox.state == QUEUED, Outbox.id > after)
-    if not ignore_backoff:
-        stmt = stmt.where(Outbox.next_attempt_at <= now)
-    stmt = stmt.order_by(Outbox.id).limit(1).with_for_update(skip_locked=True)
-    return session.scalars(stmt).first()
+    stmt = _CLAIM_ANY if ignore_backoff else _CLAIM_DUE
+    return session.scalars(stmt, {"after": after, "now": now}).first()
+
+
+# "id > the last one claimed" rather than "id NOT IN (every one tried)": that list grew with each
+# row, so each claim was a new statement to compile, and a drain was quadratic. Built once.
+_CLAIM_ANY = select(Outbox).where(Outbox.state == QUEUED, Outbox.id > bindparam("after")) \
+    .order_by(Outbox.id).limit(1).with_for_update(skip_locked=True)
+_CLAIM_DUE = select(Outbox).where(Outbox.state == QUEUED, Outbox.id > bindparam("after"),
+                                  Outbox.next_attempt_at <= bindparam("now")) \
+    .order_by(Outbox.id).limit(1).with_for_update(skip_locked=True)
 
 
 def _postpone(
