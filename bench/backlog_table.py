@@ -94,15 +94,29 @@ def _run_rows(run: dict[str, Any]) -> list[Row]:
                 None,
             )
         )
+    parse_processes = mine.get("parse_processes", 0)
     rows.append(
         row(
             "backlog",
             f"{n} msgs: peak RSS (mailbot; floor)",
-            f"{mb(mine['rss_peak_delta'])}; {mb(floor['rss_peak_delta'])}",
+            f"{mb(mine['rss_peak_delta'])}; {mb(floor['rss_peak_delta'])}"
+            + (f" (and a parse process: {mb(mine['rss_parse_process_peak'])} at its peak)"
+               if parse_processes else ""),
             "",
             None,
         )
     )
+    if parse_processes:
+        rows.append(
+            row(
+                "backlog",
+                f"{n} msgs: parse processes",
+                f"{parse_processes}: {mine['parse_process_cpu_seconds']:.1f} s CPU of the "
+                f"cycle's {mine['cpu_seconds']:.1f} s",
+                "",
+                None,
+            )
+        )
     return rows
 
 
