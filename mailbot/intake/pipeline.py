@@ -139,6 +139,16 @@ def process(session: Session, fetched: FetchedMessage, intake: Intake,
     return outcome
 
 
+def look_up_batch(session: Session, intake: Intake, digests: list[str]) -> None:
+    """Which of a batch's messages (by their dedupe ``digests``) are stored already, in one query
+    for the whole batch: ``_seen_before`` then asks the database only about the others."""
+    keys = [k for digest in digests for k in intake.raw_store.index_keys(digest)]
+    with session.no_autoflush:
+        stored = set(session.scalars(_STORED, {"keys": keys}))
+    session.info[_LOOKED_UP] = (set(keys), stored)
+    session.info[_WRITTEN] = set()
+
+
 def _seen_before(session: Session, keys: list[str]) -> Message | None:
     """The message stored under one of ``keys``, or written earlier in this transaction and not
     flushed yet: the runner writes a batch's rows together, so the query alone would miss the
@@ -146,14 +156,24 @@ def _seen_before(session: Session, keys: list[str]) -> Message | None:
     for obj in session.new:
         if isinstance(obj, Message) and obj.dedupe_key in keys:
             return obj
+    looked_up, stored = session.info.get(_LOOKED_UP, (set(), set()))
+    if looked_up.issuperset(keys) and stored.isdisjoint(keys) \
+            and session.info[_WRITTEN].isdisjoint(keys):
+        return None  # not stored before the batch, not written by it since
     with session.no_autoflush:
         found = session.scalar(_SEEN, {"keys": keys})
         return session.get(Message, found) if found is not None else None
 
 
+# The batch's look-up in ``session.info``: the keys looked up and those found stored; and the
+# keys of the messages this transaction has written since (flushed or not).
+_LOOKED_UP = "mailbot.intake.looked_up"
+_WRITTEN = "mailbot.intake.written"
 # Built once: a statement built per message costs more than running it.
 _SEEN = select(Message.id).where(Message.dedupe_key.in_(bindparam("keys", expanding=True))) \
     .limit(1)
+_STORED = select(Message.dedupe_key).where(
+    Message.dedupe_key.in_(bindparam("keys", expanding=True)))
 
 
 def _open_case(
@@ -223,6 +243,8 @@ def _record_message(
         raw_id=raw_id,
     )
     session.add(message)
+    if _WRITTEN in session.info:
+        session.info[_WRITTEN].add(key)
     if facts.untrusted_team:
         service.add_flags(case, "unauthenticated-team")
         service.record(session, case, Actor(message.from_addr, _source(msg, fetched)),

@@ -26,7 +26,7 @@ from mailbot.cases.models import InboundFailure, MailboxCursor
 from mailbot.errors import DatabaseUnavailable
 from mailbot.intake import history
 from mailbot.intake.parse_pool import Ahead, ParsePool
-from mailbot.intake.pipeline import Intake, Outcome, process
+from mailbot.intake.pipeline import Intake, Outcome, look_up_batch, process
 from mailbot.intake.prepared import Prepared
 from mailbot.mail.mailbox import Mailbox
 from mailbot.mail.message import FetchedMessage
@@ -144,6 +144,7 @@ class MailboxRunner:
     ) -> None:
         """One transaction: each message in a savepoint, then the cursor."""
         with self.db.session() as session:
+            _look_up(session, self.intake, ahead)
             for fetched, prepared in zip(batch, ahead, strict=True):
                 outcome = process_alone(session, fetched, self.intake, prepared)
                 if isinstance(outcome, Exception):
@@ -164,6 +165,7 @@ class MailboxRunner:
         outcomes: list[Outcome] = []
         try:
             with self.db.session() as session:
+                _look_up(session, self.intake, ahead)
                 for fetched, prepared in zip(batch, ahead, strict=True):
                     outcomes.append(process(session, fetched, self.intake, prepared))
                 _advance(session, folder, uidvalidity, advance_to, self.intake.clock.now())
@@ -243,6 +245,13 @@ def without_text(exc: BaseException) -> str:
     frames = "".join(traceback.format_tb(exc.__traceback__)).rstrip()
     return f"{type(exc).__name__} (its text is kept with the failure)" + (
         f"\n{frames}" if frames else "")
+
+
+def _look_up(session: Session, intake: Intake, ahead: Ahead) -> None:
+    """A batch whose dedupe keys were worked out ahead is looked up in one query."""
+    digests = [p.dedupe_key for p in ahead if p is not None]
+    if digests:
+        look_up_batch(session, intake, digests)
 
 
 def _advance(session: Session, folder: str, uidvalidity: int, uid: int, now: datetime) -> None:

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from mailbot.app import App
 from mailbot.cases.models import Case, Outbox
@@ -139,6 +139,31 @@ def test_a_parse_process_that_dies_costs_nothing_but_time(
     assert len(parsed_here) in (0, BATCH)
 
 
+@pytest.mark.parametrize("bot", [1], indirect=True)
+def test_a_batch_looked_up_at_once_still_sees_a_message_twice(
+    bot: App, imap_account: ImapAccount
+) -> None:
+    """A batch parsed ahead is looked up in the database in one query; a message that comes
+    twice in it is still seen the second time, though the first copy was written (flushed) in
+    between by the look-up of a reply's thread."""
+    twice = daemons.report(0)
+    reply = factories.message(sender=f"Reporter 1 <{daemons.reporter(1)}>",
+                              subject="Re: an old thread", message_id="<reply-1@reporter.example>",
+                              headers={"In-Reply-To": "<somewhere@else.example>"})
+    others = [daemons.report(i) for i in range(2, 2 + BATCH - 3)]
+    daemons.deliver_backlog(imap_account, [twice, reply, twice, *others])
+    looked_up_one_by_one = statements_like(bot, "SELECT messages.id FROM messages WHERE "
+                                                "messages.dedupe_key IN")
+
+    report = bot.read_mailbox()
+
+    assert (report.opened, report.duplicates) == (BATCH - 1, 1)
+    with bot.db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Case)) == BATCH - 1
+    # Only the second copy was asked after one by one (its key was written by the batch).
+    assert len(looked_up_one_by_one) == 1
+
+
 def test_a_daemon_killed_outright_leaves_no_parse_process_behind(tmp_path: Path) -> None:
     script = tmp_path / "daemon.py"
     script.write_text(
@@ -170,6 +195,18 @@ def test_a_daemon_killed_outright_leaves_no_parse_process_behind(tmp_path: Path)
         if daemon.poll() is None:
             daemon.kill()
             daemon.wait(10)
+
+
+def statements_like(app: App, start: str) -> list[str]:
+    """Every SQL statement ``app`` sends from now on that starts with ``start``."""
+    seen: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if " ".join(statement.split()).startswith(start):
+            seen.append(statement)
+
+    event.listen(app.db.engine, "before_cursor_execute", record)
+    return seen
 
 
 def counting(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
