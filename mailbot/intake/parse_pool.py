@@ -10,8 +10,8 @@ Nothing depends on it: a small batch (a message or two, as mail arrives one at a
 parsed in the daemon's process as before, which is quicker than a trip to another process; and
 a message whose preparation failed there, or a batch whose parse processes died, is prepared in
 the daemon's process when it is applied, exactly as without the pool. The processes are started
-("spawn", so none inherits the daemon's threads or connections) at the first large batch and
-live until the daemon stops.
+("spawn", so none inherits the daemon's threads or connections) at the first large batch, and
+end after a pass over the mailbox that gave them nothing (or with the daemon).
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ class ParsePool:
         # at the first large batch: it loads what the check needs).
         self.similar = similar
         self._executor: ProcessPoolExecutor | None = None
+        self._handed = False  # something was handed over since the last rest()
 
     def ahead(
         self, batches: Iterable[list[FetchedMessage]]
@@ -76,6 +77,14 @@ class ParsePool:
         if waiting is not None:
             yield waiting[0], self._collect(*waiting)
 
+    def rest(self) -> None:
+        """After a pass over the mailbox: when nothing was handed over since the last pass (the
+        backlog is read), the processes end, and their memory is given back; the next large
+        batch starts them again."""
+        if not self._handed:
+            self.close()
+        self._handed = False
+
     def close(self) -> None:
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
@@ -91,8 +100,10 @@ class ParsePool:
             try:
                 executor = self._started()
                 signer = self.similar.signer if self.similar is not None else None
-                return [executor.submit(prepare_all, raws, self.max_bytes, signer)
-                        for raws in pieces]
+                handed = [executor.submit(prepare_all, raws, self.max_bytes, signer)
+                          for raws in pieces]
+                self._handed = True
+                return handed
             except Exception as exc:  # could not start or reach them
                 self._lost(exc)
         return []  # the daemon parses alone

@@ -81,6 +81,7 @@ class MailboxRunner:
         report = PassReport()
         for folder in self.intake.settings.mailbox.folders:
             self._read_folder(folder, report)
+        self.parse_pool.rest()
         return report
 
     def _read_folder(self, folder: str, report: PassReport) -> None:

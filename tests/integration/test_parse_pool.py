@@ -100,6 +100,13 @@ def test_the_daemon_parses_a_backlog_in_a_parse_process(
     if bot.parse_pool.processes:
         # The batches of 10 went to the parse process; the last 5 (a small batch) parse here.
         assert len(parsed_here) == 5
+        executor = bot.parse_pool._executor
+        assert executor is not None
+        processes = list(executor._processes)
+        # A pass that hands it nothing (the backlog is read): the parse process ends.
+        assert bot.read_mailbox().processed == 0
+        assert bot.parse_pool._executor is None
+        assert processes and not any(alive(pid) for pid in processes)
     else:
         assert len(parsed_here) == 35
 
