@@ -206,9 +206,12 @@ class Outbox(SealedRow, Base):
     """A message waiting to be sent, written in the same transaction as its cause."""
 
     __tablename__ = "outbox"
-    # The second index answers "receipts queued in the last hour" (policy.receipts_per_hour).
+    # The second index answers "receipts queued in the last hour" (policy.receipts_per_hour),
+    # the third "receipts to this sender in the last day" (receipts_per_sender_per_day).
     __table_args__ = (Index("ix_outbox_state_next", "state", "next_attempt_at"),
-                      Index("ix_outbox_kind_created", "kind", "created_at"))
+                      Index("ix_outbox_kind_created", "kind", "created_at"),
+                      Index("ix_outbox_recipient_kind_created", "first_recipient", "kind",
+                            "created_at"))
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     case_id: Mapped[str | None] = mapped_column(String(40), index=True)
@@ -218,7 +221,7 @@ class Outbox(SealedRow, Base):
     recipients: Mapped[list[str]] = mapped_column()
     # The first recipient as mailbot.mail.addresses.sender_key folds it (no +tag, ...): what the
     # per-sender receipt limit counts by. The address mail goes to is in ``recipients``.
-    first_recipient: Mapped[str] = mapped_column(String(320), index=True)
+    first_recipient: Mapped[str] = mapped_column(String(320))
     data_stored: Mapped[bytes] = mapped_column("data", LargeBinary)
     data = Sealed("data_stored", BYTES)
     __sealed__ = (data,)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +60,7 @@ def tag_clear_values_of_0007(db: Database) -> None:
             "INSERT INTO inbound_failures (folder, uidvalidity, uid, attempts, last_error,"
             " quarantined, updated_at) VALUES ('INBOX', 1, 7, 1, 'ValueError: ö', :q,"
             " '2026-11-23 09:00:00')"), {"q": False})
-    assert migrate(db) == "0007"
+    assert migrate(db) == "0008"  # the head
     with db.engine.connect() as conn:
         credits: dict[str, Any] = {
             row[0]: row[1] for row in conn.execute(text("SELECT id, credit FROM cases"))}
@@ -81,3 +82,22 @@ def test_0007_tags_the_credit_events_and_failures_as_clear_on_sqlite(tmp_path: P
 
 def test_0007_tags_the_credit_events_and_failures_as_clear_on_postgresql(pg_url: str) -> None:
     tag_clear_values_of_0007(Database(pg_url))
+
+
+def test_the_per_sender_receipt_count_reads_that_senders_rows_only(tmp_path: Path) -> None:
+    """Counted for every receipt: through the day's receipts of everyone it slowed a backlog
+    with every receipt queued. SQLite without statistics, as a new database is."""
+    from mailbot.outbox import _RECEIPTS_TO
+
+    db = Database(f"sqlite:///{tmp_path / 'm.db'}")
+    migrate(db)
+    with db.engine.connect() as conn:
+        compiled = _RECEIPTS_TO.compile(conn, compile_kwargs={"render_postcompile": True})
+        plan = conn.exec_driver_sql(
+            f"EXPLAIN QUERY PLAN {compiled}",
+            tuple(compiled.construct_params(
+                {"key": "rita@reporter.example", "since": datetime(2026, 12, 1)}).values()),
+        ).all()
+    db.dispose()
+    assert "ix_outbox_recipient_kind_created (first_recipient=?" in " ".join(
+        str(step[-1]) for step in plan)
