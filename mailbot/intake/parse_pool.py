@@ -21,6 +21,7 @@ import multiprocessing
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import TYPE_CHECKING
@@ -35,6 +36,9 @@ log = logging.getLogger("mailbot.intake")
 
 # Fewer messages than this in a batch: parsed in the daemon's process (mail arriving as it comes).
 MIN_BATCH = 8
+# Large batches handed over beyond the one being applied: the parse processes always have the
+# next one to work on while the daemon applies a batch.
+AHEAD_BATCHES = 2
 MAX_PROCESSES = 4
 
 
@@ -61,21 +65,27 @@ class ParsePool:
     def ahead(
         self, batches: Iterable[list[FetchedMessage]]
     ) -> Iterator[tuple[list[FetchedMessage], Ahead]]:
-        """Each batch with what was prepared for it (None: to be prepared when applied). A batch
-        handed to the parse processes is yielded only once the next batch is fetched and handed
-        over too; a small batch is yielded as it comes (nothing is fetched ahead for it)."""
-        waiting: tuple[list[FetchedMessage], list[Future[Ahead]]] | None = None
+        """Each batch with what was prepared for it (None: to be prepared when applied), in
+        order. Up to AHEAD_BATCHES batches are fetched and handed to the parse processes before
+        the oldest of them is yielded, so that they always have the next one to work on; a small
+        batch is yielded as soon as those before it are (nothing is fetched ahead for it)."""
+        waiting: deque[tuple[list[FetchedMessage], list[Future[Ahead]]]] = deque()
         for batch in batches:
             handed = self._hand_over(batch)
-            if waiting is not None:
-                yield waiting[0], self._collect(*waiting)
-                waiting = None
             if handed:
-                waiting = (batch, handed)
-            else:
-                yield batch, [None] * len(batch)
-        if waiting is not None:
-            yield waiting[0], self._collect(*waiting)
+                waiting.append((batch, handed))
+                if len(waiting) > AHEAD_BATCHES:
+                    yield self._ready(*waiting.popleft())
+                continue
+            while waiting:
+                yield self._ready(*waiting.popleft())
+            yield batch, [None] * len(batch)
+        while waiting:
+            yield self._ready(*waiting.popleft())
+
+    def _ready(self, batch: list[FetchedMessage], futures: list[Future[Ahead]]
+               ) -> tuple[list[FetchedMessage], Ahead]:
+        return batch, self._collect(batch, futures)
 
     def rest(self) -> None:
         """After a pass over the mailbox: when nothing was handed over since the last pass (the
