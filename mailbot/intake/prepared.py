@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from mailbot import rawbytes
+from mailbot.intake.rules import is_automatic
 from mailbot.mail.message import InboundMessage
 from mailbot.mail.parse import dedupe_key, parse_message
 
@@ -25,13 +26,15 @@ class Prepared:
     dedupe_key: str  # of the raw bytes (``mailbot.mail.dedupe``), before any keying
     message: InboundMessage  # the raw bytes parsed, as they arrived (not decrypted)
     packed: bytes  # the raw bytes as ``mailbot.rawbytes`` packs them for storage
-    signed: tuple[object] | None = None  # (the signer's answer,), when there was a signer
+    # (the signer's answer,) when there was a signer and the message is not automatic mail
+    signed: tuple[object] | None = None
 
 
 def prepare(raw: bytes, max_bytes: int, signer: Signer | None = None) -> Prepared:
     message = parse_message(raw, max_bytes=max_bytes)
     signed = None
-    if signer is not None:
+    # Automatic mail (a bounce, an auto-reply) is never a report: nothing to compare.
+    if signer is not None and not is_automatic(message).yes:
         try:
             signed = (signer(message.subject, message.text_body),)
         except Exception:  # left to the duplicate check, which says why
