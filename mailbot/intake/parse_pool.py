@@ -1,10 +1,10 @@
-"""Parsing a backlog on the machine's other cores, one batch ahead of the daemon.
+"""Parsing a backlog on the machine's other cores, ahead of the daemon.
 
 Parsing is most of what a message costs, and it needs nothing but the message's bytes
 (``mailbot.intake.prepared``). On a backlog (a first start on a full mailbox, a day of outage
-caught up) the daemon fetches batch *n + 1* and hands it to parse processes before it applies
-batch *n*, so that its own process does only what needs the database while the next batch is
-parsed elsewhere.
+caught up) the daemon fetches batches *n + 1* and *n + 2* and hands them to parse processes
+before it applies batch *n*, so that its own process does only what needs the database while
+the next batches are parsed elsewhere (with each report's duplicate signature).
 
 Nothing depends on it: a small batch (a message or two, as mail arrives one at a time) is
 parsed in the daemon's process as before, which is quicker than a trip to another process; and

@@ -73,7 +73,7 @@ class MailboxRunner:
         # Called after each batch that changed something has committed (the daemon starts the
         # outbox drain with it, so receipts go out while the rest of a backlog is read).
         self.on_commit = on_commit
-        # Parses large batches one ahead, in other processes (None: everything parsed here).
+        # Parses large batches ahead, in other processes (None: everything parsed here).
         self.parse_pool = parse_pool or ParsePool(0, intake.settings.policy.max_message_bytes)
 
     def run_pass(self) -> PassReport:

@@ -1,4 +1,4 @@
-"""A backlog is parsed one batch ahead in a parse process, and nothing depends on it.
+"""A backlog is parsed ahead in a parse process, and nothing depends on it.
 
 Real processes (the "spawn" pool the daemon starts), real Dovecot and SMTP: what a parse process
 prepares is exactly what the daemon would have worked out itself; the daemon's own process does
