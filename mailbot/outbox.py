@@ -263,9 +263,7 @@ def _claim_next(
 # row, so each claim was a new statement to compile, and a drain was quadratic. Built once.
 _CLAIM_ANY = select(Outbox).where(Outbox.state == QUEUED, Outbox.id > bindparam("after")) \
     .order_by(Outbox.id).limit(1).with_for_update(skip_locked=True)
-_CLAIM_DUE = select(Outbox).where(Outbox.state == QUEUED, Outbox.id > bindparam("after"),
-                                  Outbox.next_attempt_at <= bindparam("now")) \
-    .order_by(Outbox.id).limit(1).with_for_update(skip_locked=True)
+_CLAIM_DUE = _CLAIM_ANY.where(Outbox.next_attempt_at <= bindparam("now"))
 
 
 def _postpone(

@@ -187,6 +187,7 @@ class CompressedRawStore:
     codec = "zlib"
 
     def put(self, session: Session, raw: bytes, *, packed: bytes | None = None) -> int:
+        # ``packed`` is not this store's packing (level 6, as these rows always were).
         values = {"size": len(raw), "codec": self.codec, "data": zlib.compress(raw, 6)}
         return int(session.connection().execute(
             insert(RawMessage).returning(RawMessage.id), values).scalar_one())

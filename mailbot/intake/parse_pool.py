@@ -75,17 +75,13 @@ class ParsePool:
             if handed:
                 waiting.append((batch, handed))
                 if len(waiting) > AHEAD_BATCHES:
-                    yield self._ready(*waiting.popleft())
+                    yield self._collect(*waiting.popleft())
                 continue
             while waiting:
-                yield self._ready(*waiting.popleft())
+                yield self._collect(*waiting.popleft())
             yield batch, [None] * len(batch)
         while waiting:
-            yield self._ready(*waiting.popleft())
-
-    def _ready(self, batch: list[FetchedMessage], futures: list[Future[Ahead]]
-               ) -> tuple[list[FetchedMessage], Ahead]:
-        return batch, self._collect(batch, futures)
+            yield self._collect(*waiting.popleft())
 
     def rest(self) -> None:
         """After a pass over the mailbox: when nothing was handed over since the last pass (the
@@ -118,15 +114,14 @@ class ParsePool:
                 self._lost(exc)
         return []  # the daemon parses alone
 
-    def _collect(self, batch: list[FetchedMessage], futures: list[Future[Ahead]]) -> Ahead:
-        if not futures:
-            return [None] * len(batch)
+    def _collect(self, batch: list[FetchedMessage], futures: list[Future[Ahead]]
+                 ) -> tuple[list[FetchedMessage], Ahead]:
+        """The batch with what its parse processes prepared."""
         try:
-            prepared = [p for future in futures for p in future.result()]
+            return batch, [p for future in futures for p in future.result()]
         except Exception as exc:  # a process died (memory, a signal): its batch parses here
             self._lost(exc)
-            return [None] * len(batch)
-        return prepared
+            return batch, [None] * len(batch)
 
     def _started(self) -> ProcessPoolExecutor:
         if self._executor is None:

@@ -8,6 +8,7 @@ result is the same value.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -33,10 +34,9 @@ class Prepared:
 def prepare(raw: bytes, max_bytes: int, signer: Signer | None = None) -> Prepared:
     message = parse_message(raw, max_bytes=max_bytes)
     signed = None
-    # Automatic mail (a bounce, an auto-reply) is never a report: nothing to compare.
+    # Automatic mail (a bounce, an auto-reply) is never a report: nothing to compare. A text the
+    # signer fails on is left to the duplicate check, which says why.
     if signer is not None and not is_automatic(message).yes:
-        try:
+        with contextlib.suppress(Exception):
             signed = (signer(message.subject, message.text_body),)
-        except Exception:  # left to the duplicate check, which says why
-            signed = None
     return Prepared(dedupe_key(raw), message, rawbytes.pack(raw), signed)
